@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "comet",
+    products: [
+        .executable(name: "comet-train", targets: ["comet-train"]),
+        .executable(name: "comet-bench", targets: ["comet-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(
+            name: "CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        // MPI's predefined handles, shared-memory atomics and CPU features for Swift.
+        .target(name: "CometShim", dependencies: ["CMPI"]),
+
+        .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
+        .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim"]),
+        .target(
+            name: "CometLaunch",
+            dependencies: [
+                "CometMPI", "CometKernels", "CometShim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .executableTarget(name: "comet-train", dependencies: ["CometLaunch"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch"]),
+        // Multi-rank scenarios that the test suite runs under mpirun.
+        .executableTarget(name: "comet-probe", dependencies: ["CometLaunch"]),
+
+        .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
+        .testTarget(name: "MultiRankTests", dependencies: []),
+    ]
+)

@@ -1,0 +1,131 @@
+import ArgumentParser
+import CometKernels
+import CometMPI
+import CometShim
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error that every rank throws alike (bad flags, a layout that does not fit the
+/// job, an invalid configuration): rank 0 alone reports it and every rank exits 1.
+/// Any other error is local to one rank, which reports it and aborts the job so
+/// that no peer is left waiting.
+public protocol UniformError: Error, CustomStringConvertible {}
+
+extension LayoutError: UniformError {}
+extension MPIRuntimeError: UniformError {}
+
+/// A user-facing mistake found the same way on every rank.
+public struct UsageError: UniformError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What a rank knows once the runtime is up.
+public struct RankContext: Sendable {
+    /// The world, with the command's wait deadline.
+    public let world: Communicator
+    public let blas: OpenBLAS.KernelChoice
+}
+
+/// A command that runs on every rank of an MPI job.
+public protocol RankCommand: ParsableCommand {
+    var runtime: RuntimeOptions { get }
+    func run(on context: RankContext) throws
+}
+
+extension RankCommand {
+    public func run() throws {
+        throw UsageError("\(Self._commandName) runs through Launch.main")
+    }
+}
+
+/// Start-up and shut-down shared by comet's executables.
+public enum Launch {
+    /// Runs `Root` on this rank:
+    /// 1. settles the BLAS kernel, which may re-run the process (`OpenBLAS.chooseKernel`);
+    /// 2. initialises MPI, so that every later message comes from rank 0 alone;
+    /// 3. parses the command line: help and parse errors are printed by rank 0;
+    /// 4. runs the command. A `UniformError` is reported by rank 0 and every rank exits 1;
+    ///    any other error aborts the job from the rank that threw it, so no peer hangs.
+    public static func main<Root: ParsableCommand>(_ root: Root.Type) -> Never {
+        let blas = OpenBLAS.chooseKernel()
+        let world: Communicator
+        do {
+            world = try MPIRuntime.initialize()
+        } catch {
+            report(error)
+            exit(1)
+        }
+        do {
+            let command = try Root.parseAsRoot()
+            if let command = command as? any RankCommand {
+                try run(command, on: RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout), blas: blas))
+            } else {
+                var command = command  // help, or a group without a subcommand
+                try command.run()
+            }
+        } catch {
+            let code = Root.exitCode(for: error)
+            if world.rank == 0 {
+                let message = Root.fullMessage(for: error)
+                if code == .success { print(message) } else { comet_write_stderr("\(message)\n") }
+            }
+            finish(code.rawValue)
+        }
+        finish(0)
+    }
+
+    /// Runs `command`, turning its errors into an exit status (see `main`).
+    private static func run(_ command: any RankCommand, on context: RankContext) throws {
+        do {
+            try command.run(on: context)
+        } catch let error as UniformError {
+            if context.world.rank == 0 { report(error) }
+            throw ExitCode.failure
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            MPIRuntime.abortJob("\(error)")
+        }
+    }
+
+    private static func finish(_ code: Int32) -> Never {
+        MPIRuntime.finalize()
+        exit(code)
+    }
+
+    private static func report(_ error: any Error) {
+        let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? "comet"
+        comet_write_stderr("\(program): error: \(error)\n")
+    }
+}
+
+/// Options every comet executable shares.
+public struct RuntimeOptions: ParsableArguments {
+    @Option(help: "Seconds any wait for a peer may last before the job aborts with a report.")
+    public var waitTimeout: Double = MPIRuntime.defaultWaitTimeout
+
+    public init() {}
+
+    public func validate() throws {
+        guard waitTimeout > 0 else { throw ValidationError("--wait-timeout must be positive") }
+    }
+}
+
+/// The EP x TP x DP flags; sizes left out take what the job has left.
+public struct LayoutOptions: ParsableArguments {
+    @Option(name: .customLong("ep"), help: "Expert-parallel ranks (default: what TP and DP leave).")
+    public var expertParallel: Int?
+    @Option(name: .customLong("tp"), help: "Tensor-parallel ranks per expert (default 1).")
+    public var tensorParallel: Int?
+    @Option(name: .customLong("dp"), help: "Data-parallel replicas of the expert grid (default: what EP and TP leave).")
+    public var dataParallel: Int?
+
+    public init() {}
+
+    public func layout(worldSize: Int) throws -> ParallelLayout {
+        try ParallelLayout.resolve(worldSize: worldSize, ep: expertParallel, tp: tensorParallel, dp: dataParallel)
+    }
+}

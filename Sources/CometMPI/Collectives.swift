@@ -1,0 +1,142 @@
+import CMPI
+import CometShim
+
+/// The collectives comet needs. Each one starts the nonblocking MPI call and
+/// completes it with `Backoff`, so a rank waiting for slower peers gives its
+/// core away instead of spinning inside MPI.
+extension Communicator {
+    public func barrier() throws {
+        var request: MPI_Request? = nil
+        try check(MPI_Ibarrier(handle, &request), "MPI_Ibarrier")
+        try complete(&request, "MPI_Ibarrier")
+    }
+
+    /// Copies `root`'s `buffer` into every rank's `buffer`.
+    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+        var request: MPI_Request? = nil
+        try check(
+            MPI_Ibcast(buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, Int32(root), handle, &request),
+            "MPI_Ibcast")
+        try complete(&request, "MPI_Ibcast")
+    }
+
+    /// Reduces `buffer` element-wise over all ranks, in place.
+    public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ op: ReduceOp) throws {
+        var request: MPI_Request? = nil
+        try check(
+            MPI_Iallreduce(comet_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, op.handle, handle, &request),
+            "MPI_Iallreduce")
+        try complete(&request, "MPI_Iallreduce")
+    }
+
+    /// Every rank's `send` (same count on every rank), concatenated in rank order into `receive`.
+    /// - Parameters: send: [c]; receive: [size * c].
+    public func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>) throws {
+        precondition(receive.count == send.count * size, "allGather: receive must hold size * send.count elements")
+        var request: MPI_Request? = nil
+        try check(
+            MPI_Iallgather(send.baseAddress, Int32(send.count), T.mpiDatatype,
+                           receive.baseAddress, Int32(send.count), T.mpiDatatype, handle, &request),
+            "MPI_Iallgather")
+        try complete(&request, "MPI_Iallgather")
+    }
+
+    /// Sends `sendCounts[r]` consecutive elements of `send` to rank `r` and receives
+    /// `receiveCounts[r]` elements from rank `r`, both packed in rank order.
+    public func allToAllV<T: MPIScalar>(
+        _ send: UnsafeBufferPointer<T>, sendCounts: [Int],
+        into receive: UnsafeMutableBufferPointer<T>, receiveCounts: [Int]
+    ) throws {
+        precondition(sendCounts.count == size && receiveCounts.count == size, "allToAllV: one count per rank")
+        precondition(sendCounts.reduce(0, +) <= send.count && receiveCounts.reduce(0, +) <= receive.count,
+                     "allToAllV: counts exceed the buffers")
+        // Counts and displacements must stay in place until the operation completes.
+        let table = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 4 * size)
+        defer { table.deallocate() }
+        var sendOffset = 0, receiveOffset = 0
+        for r in 0..<size {
+            table[r] = Int32(sendCounts[r])
+            table[size + r] = Int32(sendOffset)
+            table[2 * size + r] = Int32(receiveCounts[r])
+            table[3 * size + r] = Int32(receiveOffset)
+            sendOffset += sendCounts[r]
+            receiveOffset += receiveCounts[r]
+        }
+        let base = table.baseAddress!
+        var request: MPI_Request? = nil
+        try check(
+            MPI_Ialltoallv(send.baseAddress, base, base + size, T.mpiDatatype,
+                           receive.baseAddress, base + 2 * size, base + 3 * size, T.mpiDatatype, handle, &request),
+            "MPI_Ialltoallv")
+        try complete(&request, "MPI_Ialltoallv")
+    }
+
+    /// Reduces `send` over all ranks and leaves block `rank` of the result in `receive`.
+    /// - Parameters: send: [size * c]; receive: [c].
+    public func reduceScatter<T: MPIScalar>(
+        _ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>, _ op: ReduceOp
+    ) throws {
+        precondition(send.count == receive.count * size, "reduceScatter: send must hold size * receive.count elements")
+        var request: MPI_Request? = nil
+        try check(
+            MPI_Ireduce_scatter_block(send.baseAddress, receive.baseAddress, Int32(receive.count), T.mpiDatatype,
+                                      op.handle, handle, &request),
+            "MPI_Ireduce_scatter_block")
+        try complete(&request, "MPI_Ireduce_scatter_block")
+    }
+}
+
+/// Array forms of the collectives, for set-up code and tests.
+extension Communicator {
+    public func broadcast<T: MPIScalar>(_ values: inout [T], root: Int) throws {
+        try values.withUnsafeMutableBufferPointer { buffer in try broadcast(buffer, root: root) }
+    }
+
+    public func allReduce<T: MPIScalar>(_ values: inout [T], _ op: ReduceOp) throws {
+        try values.withUnsafeMutableBufferPointer { buffer in try allReduce(buffer, op) }
+    }
+
+    public func allReduce<T: MPIScalar>(_ value: T, _ op: ReduceOp) throws -> T {
+        var values = [value]
+        try allReduce(&values, op)
+        return values[0]
+    }
+
+    public func allGather<T: MPIScalar & Numeric>(_ send: [T]) throws -> [T] {
+        var receive = [T](repeating: 0, count: send.count * size)
+        try send.withUnsafeBufferPointer { source in
+            try receive.withUnsafeMutableBufferPointer { target in try allGather(source, into: target) }
+        }
+        return receive
+    }
+
+    /// `send` packed in rank order with `sendCounts`; returns what the peers sent, in rank order.
+    public func allToAllV<T: MPIScalar & Numeric>(_ send: [T], sendCounts: [Int]) throws -> [T] {
+        let counts = sendCounts.map { Int64($0) }
+        var receiveCounts = [Int64](repeating: 0, count: size)
+        try counts.withUnsafeBufferPointer { source in
+            try receiveCounts.withUnsafeMutableBufferPointer { target in
+                var request: MPI_Request? = nil
+                try check(MPI_Ialltoall(source.baseAddress, 1, Int64.mpiDatatype, target.baseAddress, 1,
+                                        Int64.mpiDatatype, handle, &request), "MPI_Ialltoall")
+                try complete(&request, "MPI_Ialltoall")
+            }
+        }
+        let incoming = receiveCounts.map { Int($0) }
+        var receive = [T](repeating: 0, count: incoming.reduce(0, +))
+        try send.withUnsafeBufferPointer { source in
+            try receive.withUnsafeMutableBufferPointer { target in
+                try allToAllV(source, sendCounts: sendCounts, into: target, receiveCounts: incoming)
+            }
+        }
+        return receive
+    }
+
+    public func reduceScatter<T: MPIScalar & Numeric>(_ send: [T], _ op: ReduceOp) throws -> [T] {
+        var receive = [T](repeating: 0, count: send.count / size)
+        try send.withUnsafeBufferPointer { source in
+            try receive.withUnsafeMutableBufferPointer { target in try reduceScatter(source, into: target, op) }
+        }
+        return receive
+    }
+}

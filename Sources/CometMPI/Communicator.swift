@@ -1,0 +1,56 @@
+import CMPI
+import CometShim
+
+/// A typed MPI communicator: a handle with its rank and size.
+///
+/// Communicators live until `MPI_Finalize`; comet makes a handful per run.
+public struct Communicator: @unchecked Sendable {
+    /// The raw MPI handle.
+    public let handle: MPI_Comm
+    /// This process's rank in the communicator.
+    public let rank: Int
+    /// Number of ranks in the communicator.
+    public let size: Int
+    /// Seconds any wait on this communicator may last before the job aborts.
+    public private(set) var waitTimeout: Double
+
+    init(handle: MPI_Comm, waitTimeout: Double) throws {
+        var rank: Int32 = 0
+        var size: Int32 = 0
+        try check(MPI_Comm_rank(handle, &rank), "MPI_Comm_rank")
+        try check(MPI_Comm_size(handle, &size), "MPI_Comm_size")
+        self.handle = handle
+        self.rank = Int(rank)
+        self.size = Int(size)
+        self.waitTimeout = waitTimeout
+    }
+
+    /// Ranks with the same `color` form one new communicator, ordered by `key`.
+    public func split(color: Int, key: Int) throws -> Communicator {
+        var child = comet_comm_null()
+        try check(MPI_Comm_split(handle, Int32(color), Int32(key), &child), "MPI_Comm_split")
+        return try Communicator(handle: child!, waitTimeout: waitTimeout)
+    }
+
+    /// The ranks of this communicator that share this process's node (shared memory).
+    public func splitByNode() throws -> Communicator {
+        var child = comet_comm_null()
+        try check(
+            MPI_Comm_split_type(handle, Int32(MPI_COMM_TYPE_SHARED), Int32(rank), comet_info_null(), &child),
+            "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
+        return try Communicator(handle: child!, waitTimeout: waitTimeout)
+    }
+
+    /// Number of nodes (shared-memory domains) the communicator spans. Collective.
+    public func nodeCount() throws -> Int {
+        let node = try splitByNode()
+        return Int(try allReduce(node.rank == 0 ? 1 : 0, .sum) as Int64)
+    }
+
+    /// The same communicator with a different wait deadline.
+    public func withWaitTimeout(_ seconds: Double) -> Communicator {
+        var copy = self
+        copy.waitTimeout = seconds
+        return copy
+    }
+}

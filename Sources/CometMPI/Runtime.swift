@@ -1,0 +1,91 @@
+import CMPI
+import CometShim
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the MPI runtime could not start.
+public enum MPIRuntimeError: Error, CustomStringConvertible {
+    /// The library gives less than `MPI_THREAD_MULTIPLE`; comet's communicator and
+    /// GEMM threads all call MPI.
+    case threadLevelTooLow(provided: Int32)
+
+    public var description: String {
+        switch self {
+        case .threadLevelTooLow(let provided):
+            "this MPI library provides thread level \(provided), but comet needs MPI_THREAD_MULTIPLE (\(MPI_THREAD_MULTIPLE)): "
+                + "build Open MPI with --enable-mpi-thread-multiple"
+        }
+    }
+}
+
+/// Process-wide MPI start-up and shut-down.
+public enum MPIRuntime {
+    /// Default seconds a wait may last before it aborts the job.
+    public static let defaultWaitTimeout = 120.0
+
+    /// Initialises MPI with `MPI_THREAD_MULTIPLE` and returns the world communicator.
+    ///
+    /// Errors on the world come back as `MPIError` instead of aborting.
+    /// - Parameter waitTimeout: seconds any of comet's waits may last before the job aborts.
+    public static func initialize(waitTimeout: Double = defaultWaitTimeout) throws -> Communicator {
+        var provided: Int32 = 0
+        try check(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided), "MPI_Init_thread")
+        try check(MPI_Comm_set_errhandler(comet_comm_world(), comet_errors_return()), "MPI_Comm_set_errhandler")
+        if provided < Int32(MPI_THREAD_MULTIPLE) {
+            finalize()
+            throw MPIRuntimeError.threadLevelTooLow(provided: provided)
+        }
+        return try Communicator(handle: comet_comm_world(), waitTimeout: waitTimeout)
+    }
+
+    /// Whether `MPI_Init_thread` has run and `MPI_Finalize` has not.
+    public static var isActive: Bool {
+        var initialized: Int32 = 0
+        var finalized: Int32 = 0
+        MPI_Initialized(&initialized)
+        MPI_Finalized(&finalized)
+        return initialized != 0 && finalized == 0
+    }
+
+    /// Finalises MPI if it is active; safe to call more than once.
+    public static func finalize() {
+        if isActive { MPI_Finalize() }
+    }
+
+    /// The library's version line, e.g. "Open MPI v4.1.4, ...".
+    public static var libraryVersion: String {
+        var text = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
+        var length: Int32 = 0
+        MPI_Get_library_version(&text, &length)
+        let line = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return line.split(separator: ",").first.map(String.init) ?? line
+    }
+
+    /// This process's rank in the world, or the launcher's idea of it before `MPI_Init`.
+    public static var worldRank: Int {
+        if isActive {
+            var rank: Int32 = 0
+            MPI_Comm_rank(comet_comm_world(), &rank)
+            return Int(rank)
+        }
+        return launcherRank ?? 0
+    }
+
+    /// The rank that mpirun assigned, read from its environment (before `MPI_Init`).
+    public static var launcherRank: Int? {
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+            if let value = getenv(name), let rank = Int(String(cString: value)) { return rank }
+        }
+        return nil
+    }
+
+    /// Prints `report` to standard error, prefixed with this rank, and aborts every rank.
+    public static func abortJob(_ report: String, code: Int32 = 70) -> Never {
+        let line = "comet: rank \(worldRank): \(report); aborting the job\n"
+        comet_write_stderr(line)
+        if isActive { MPI_Abort(comet_comm_world(), code) }
+        exit(code)
+    }
+}

@@ -1,0 +1,47 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body(0..<count)` on `count` new threads and waits for all of them.
+///
+/// This is how a rank splits its work between communicator threads and GEMM
+/// threads. Every thread may call MPI (`MPI_THREAD_MULTIPLE`). The first error
+/// thrown by any thread is rethrown once all have finished.
+public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
+    precondition(count >= 1, "runThreads needs at least one thread")
+    let outcome = ThreadOutcome()
+    var threads: [pthread_t] = []
+    for index in 0..<count {
+        let job = Unmanaged.passRetained(ThreadJob {
+            do { try body(index) } catch { outcome.record(error) }
+        })
+        var thread = pthread_t()
+        let status = pthread_create(&thread, nil, { raw in
+            let job = Unmanaged<ThreadJob>.fromOpaque(raw!).takeRetainedValue()
+            job.run()
+            return nil
+        }, job.toOpaque())
+        precondition(status == 0, "pthread_create failed with \(status)")
+        threads.append(thread)
+    }
+    for thread in threads { pthread_join(thread, nil) }
+    if let error = outcome.firstError { throw error }
+}
+
+private final class ThreadJob {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// The first error any worker threw.
+private final class ThreadOutcome: Sendable {
+    private let error = Mutex<(any Error)?>(nil)
+
+    func record(_ error: any Error) {
+        self.error.withLock { if $0 == nil { $0 = error } }
+    }
+
+    var firstError: (any Error)? { error.withLock { $0 } }
+}

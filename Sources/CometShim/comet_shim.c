@@ -1,0 +1,34 @@
+#include "comet_shim.h"
+
+MPI_Comm comet_comm_world(void) { return MPI_COMM_WORLD; }
+MPI_Comm comet_comm_null(void) { return MPI_COMM_NULL; }
+MPI_Info comet_info_null(void) { return MPI_INFO_NULL; }
+MPI_Win comet_win_null(void) { return MPI_WIN_NULL; }
+MPI_Errhandler comet_errors_return(void) { return MPI_ERRORS_RETURN; }
+MPI_Status *comet_status_ignore(void) { return MPI_STATUS_IGNORE; }
+void *comet_in_place(void) { return MPI_IN_PLACE; }
+
+MPI_Datatype comet_type_float(void) { return MPI_FLOAT; }
+MPI_Datatype comet_type_double(void) { return MPI_DOUBLE; }
+MPI_Datatype comet_type_int32(void) { return MPI_INT32_T; }
+MPI_Datatype comet_type_int64(void) { return MPI_INT64_T; }
+MPI_Datatype comet_type_uint64(void) { return MPI_UINT64_T; }
+MPI_Datatype comet_type_byte(void) { return MPI_BYTE; }
+
+MPI_Op comet_op_sum(void) { return MPI_SUM; }
+MPI_Op comet_op_max(void) { return MPI_MAX; }
+MPI_Op comet_op_min(void) { return MPI_MIN; }
+MPI_Op comet_op_replace(void) { return MPI_REPLACE; }
+MPI_Op comet_op_no_op(void) { return MPI_NO_OP; }
+
+bool comet_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512cd");
+}
+
+bool comet_cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}

@@ -1,0 +1,78 @@
+// The few things Swift cannot import from C on its own:
+// MPI's predefined handles (macros over global symbols), C11 atomics on
+// shared-memory words, and CPU feature tests.
+#ifndef COMET_SHIM_H
+#define COMET_SHIM_H
+
+#include <mpi.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <time.h>
+#include <stdio.h>
+
+// MARK: MPI predefined handles
+
+MPI_Comm comet_comm_world(void);
+MPI_Comm comet_comm_null(void);
+MPI_Info comet_info_null(void);
+MPI_Win comet_win_null(void);
+MPI_Errhandler comet_errors_return(void);
+MPI_Status *comet_status_ignore(void);
+void *comet_in_place(void);
+
+MPI_Datatype comet_type_float(void);
+MPI_Datatype comet_type_double(void);
+MPI_Datatype comet_type_int32(void);
+MPI_Datatype comet_type_int64(void);
+MPI_Datatype comet_type_uint64(void);
+MPI_Datatype comet_type_byte(void);
+
+MPI_Op comet_op_sum(void);
+MPI_Op comet_op_max(void);
+MPI_Op comet_op_min(void);
+MPI_Op comet_op_replace(void);
+MPI_Op comet_op_no_op(void);
+
+// MARK: Atomics on 64-bit words that other processes may map (shared windows)
+
+static inline uint64_t comet_load_acquire(const uint64_t *word) {
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+static inline void comet_store_release(uint64_t *word, uint64_t value) {
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+}
+static inline uint64_t comet_fetch_add_acq_rel(uint64_t *word, uint64_t delta) {
+    return __atomic_fetch_add(word, delta, __ATOMIC_ACQ_REL);
+}
+static inline void comet_fence_seq_cst(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+// MARK: Output
+
+/// Writes `text` to standard error and flushes it (Swift 6 cannot touch `stderr`).
+static inline void comet_write_stderr(const char *text) {
+    fputs(text, stderr);
+    fflush(stderr);
+}
+
+/// Flushes every C output stream.
+static inline void comet_flush_all(void) { fflush(NULL); }
+
+// MARK: Time
+
+/// Seconds on the monotonic clock.
+static inline double comet_monotonic_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+// MARK: CPU features (for choosing an OpenBLAS kernel)
+
+/// AVX-512 F, BW, DQ, VL and CD: what OpenBLAS's SkylakeX kernels use.
+bool comet_cpu_has_avx512(void);
+/// AVX2 and FMA: what OpenBLAS's Haswell kernels use.
+bool comet_cpu_has_avx2(void);
+
+#endif
