@@ -36,6 +36,7 @@ let package = Package(
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch"]),
 
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
+        .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
         .testTarget(name: "MultiRankTests", dependencies: []),
     ]
 )

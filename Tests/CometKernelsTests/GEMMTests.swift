@@ -1,1 +1,77 @@
+import CometKernels
 import XCTest
+
+final class GEMMTests: XCTestCase {
+    /// Fills a buffer with values from `seed`.
+    private func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutableBufferPointer<Float> {
+        var generator = SeededGenerator(seed: seed)
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        for i in buffer.indices { buffer[i] = generator.uniform(1) }
+        return buffer
+    }
+
+    private func assertClose(_ got: MatrixView, _ want: MatrixView, file: StaticString = #filePath, line: UInt = #line) {
+        var scale: Float = 0, error: Float = 0
+        for i in 0..<want.rows {
+            for j in 0..<want.columns {
+                scale = max(scale, abs(want[i, j]))
+                error = max(error, abs(got[i, j] - want[i, j]))
+            }
+        }
+        XCTAssertLessThanOrEqual(error, 1e-5 * max(scale, 1), "max error \(error) at scale \(scale)", file: file, line: line)
+    }
+
+    func testOddShapesAndTransposes() {
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 33), (31, 29, 1), (65, 47, 129)] {
+            for transA in [Transpose.none, .transposed] {
+                for transB in [Transpose.none, .transposed] {
+                    let a = randomBuffer(m * k, seed: 1), b = randomBuffer(k * n, seed: 2)
+                    let c = randomBuffer(m * n, seed: 3), reference = randomBuffer(m * n, seed: 3)
+                    defer { [a, b, c, reference].forEach { $0.deallocate() } }
+                    let viewA = transA == .none ? MatrixView(a, rows: m, columns: k) : MatrixView(a, rows: k, columns: m)
+                    let viewB = transB == .none ? MatrixView(b, rows: k, columns: n) : MatrixView(b, rows: n, columns: k)
+                    let viewC = MatrixView(c, rows: m, columns: n), viewReference = MatrixView(reference, rows: m, columns: n)
+                    gemm(viewA, viewB, into: viewC, transA: transA, transB: transB, alpha: 0.5, beta: 2)
+                    referenceGEMM(viewA, viewB, into: viewReference, transA: transA, transB: transB, alpha: 0.5, beta: 2)
+                    assertClose(viewC, viewReference)
+                }
+            }
+        }
+    }
+
+    /// Operands that are tiles of larger buffers: rows, columns and a block of C.
+    /// Elements of C outside the block stay untouched.
+    func testSubViews() {
+        let a = randomBuffer(40 * 50, seed: 4), b = randomBuffer(60 * 30, seed: 5)
+        let c = randomBuffer(45 * 35, seed: 6), reference = UnsafeMutableBufferPointer<Float>.allocate(capacity: 45 * 35)
+        defer { [a, b, c, reference].forEach { $0.deallocate() } }
+        _ = reference.initialize(from: c)
+        let tileA = MatrixView(a, rows: 40, columns: 50).rows(3..<24).columns(5..<42)      // [21, 37]
+        let tileB = MatrixView(b, rows: 60, columns: 30).rows(10..<47).columns(2..<29)     // [37, 27]
+        let tileC = MatrixView(c, rows: 45, columns: 35).rows(7..<28).columns(4..<31)      // [21, 27]
+        let tileReference = MatrixView(reference, rows: 45, columns: 35).rows(7..<28).columns(4..<31)
+        gemm(tileA, tileB, into: tileC, beta: 1)
+        referenceGEMM(tileA, tileB, into: tileReference, beta: 1)
+        assertClose(MatrixView(c, rows: 45, columns: 35), MatrixView(reference, rows: 45, columns: 35))
+        XCTAssertEqual(c[0], reference[0])
+        XCTAssertEqual(c[45 * 35 - 1], reference[45 * 35 - 1])
+
+        // A transposed tile: op(A) = tileᵀ.
+        let transposed = MatrixView(a, rows: 40, columns: 50).rows(2..<39).columns(1..<22)  // [37, 21]
+        gemm(transposed, tileB, into: tileC, transA: .transposed)
+        referenceGEMM(transposed, tileB, into: tileReference, transA: .transposed)
+        assertClose(tileC, tileReference)
+    }
+
+    func testKernelCheckPassesForTheLoadedKernel() {
+        XCTAssertTrue(OpenBLAS.verifyKernel().passed)
+    }
+
+    func testGenericCoresAreReplacedOnlyWhenTheCPUSupportsBetter() {
+        XCTAssertEqual(OpenBLAS.preferredCore(instead: "Prescott", avx512: true, avx2: true), "SkylakeX")
+        XCTAssertEqual(OpenBLAS.preferredCore(instead: "Prescott", avx512: false, avx2: true), "Haswell")
+        XCTAssertNil(OpenBLAS.preferredCore(instead: "Prescott", avx512: false, avx2: false))
+        XCTAssertNil(OpenBLAS.preferredCore(instead: "Cooperlake", avx512: true, avx2: true))
+        XCTAssertNil(OpenBLAS.preferredCore(instead: "Haswell", avx512: false, avx2: true))
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+
+/// One `mpirun` of a comet executable, run as a child process with a time limit.
+struct MPIJob {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    let seconds: Double
+    let timedOut: Bool
+
+    /// The directory holding the executables that `swift test` built beside the test bundle.
+    static let productsDirectory: URL = {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if FileManager.default.fileExists(atPath: bundle.appendingPathComponent("comet-probe").path) { return bundle }
+        return Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+            .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("comet-probe").path) } ?? bundle
+    }()
+
+    /// `mpirun -n ranks PROGRAM ARGUMENTS`, with what oversubscription and root need,
+    /// and `environment` exported to every rank. Killed after `timeout` seconds.
+    static func run(
+        ranks: Int, _ program: String, _ arguments: [String] = [],
+        environment: [String: String] = [:], timeout: Double = 180
+    ) throws -> MPIJob {
+        var launcher = ["--oversubscribe", "-n", "\(ranks)"]
+        if geteuid() == 0 { launcher.append("--allow-run-as-root") }
+        for name in environment.keys.sorted() { launcher += ["-x", name] }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        process.arguments = launcher + [productsDirectory.appendingPathComponent(program).path] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("stdout"), err = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+
+        let finished = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in finished.signal() }
+        let start = Date()
+        try process.run()
+        let timedOut = finished.wait(timeout: .now() + timeout) == .timedOut
+        if timedOut {
+            process.terminate()
+            finished.wait()
+        }
+        return MPIJob(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
+            seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+    }
+
+    /// Everything the job printed, for failure messages.
+    var transcript: String { "exit \(status) after \(String(format: "%.1f", seconds)) s\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
+
+    /// How many lines of standard error contain `text`.
+    func errorLines(containing text: String) -> Int {
+        stderr.split(separator: "\n").filter { $0.contains(text) }.count
+    }
+}
