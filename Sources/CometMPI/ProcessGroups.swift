@@ -28,10 +28,15 @@ public struct ParallelLayout: Equatable, Sendable, CustomStringConvertible {
         for (name, value) in [("EP", ep), ("TP", tp), ("DP", dp)] {
             if let value, value < 1 { throw LayoutError.nonPositive(name: name, value: value) }
         }
+        let given = [("EP", ep), ("TP", tp), ("DP", dp)].compactMap { name, value in value.map { (name, $0) } }
+        let product = given.reduce(1) { $0 * $1.1 }
+        if given.count < 3, worldSize % product != 0 {
+            let sizes = given.map { "\($0.0)=\($0.1)" }.joined(separator: " x ")
+            throw LayoutError.doesNotDivide(sizes: sizes, product: product, worldSize: worldSize)
+        }
         let tp = tp ?? 1
-        let ep = ep ?? max(1, worldSize / (tp * (dp ?? 1)))
-        let dp = dp ?? max(1, worldSize / (ep * tp))
-        let layout = try ParallelLayout(expertParallel: ep, tensorParallel: tp, dataParallel: dp)
+        let ep = ep ?? worldSize / (tp * (dp ?? 1))
+        let layout = try ParallelLayout(expertParallel: ep, tensorParallel: tp, dataParallel: dp ?? worldSize / (ep * tp))
         guard layout.worldSize == worldSize else { throw LayoutError.worldMismatch(layout: layout, worldSize: worldSize) }
         return layout
     }
@@ -64,6 +69,7 @@ public struct ParallelLayout: Equatable, Sendable, CustomStringConvertible {
 public enum LayoutError: Error, CustomStringConvertible, Equatable {
     case nonPositive(name: String, value: Int)
     case worldMismatch(layout: ParallelLayout, worldSize: Int)
+    case doesNotDivide(sizes: String, product: Int, worldSize: Int)
 
     public var description: String {
         switch self {
@@ -72,6 +78,9 @@ public enum LayoutError: Error, CustomStringConvertible, Equatable {
         case .worldMismatch(let layout, let worldSize):
             "layout \(layout) needs \(layout.worldSize) ranks, but the job has \(worldSize): "
                 + "start it with mpirun -n \(layout.worldSize), or choose sizes whose product is \(worldSize)"
+        case .doesNotDivide(let sizes, let product, let worldSize):
+            "\(sizes) cannot fill the job's \(worldSize) ranks: EP x TP x DP must equal the number of ranks, "
+                + "and \(product) does not divide \(worldSize)"
         }
     }
 }

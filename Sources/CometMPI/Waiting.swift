@@ -5,6 +5,9 @@ import CometShim
 import Glibc
 #endif
 
+/// Seconds on the monotonic clock, for timing and deadlines.
+public func monotonicSeconds() -> Double { comet_monotonic_seconds() }
+
 /// How a thread waits for another thread or rank: it never spins bare.
 ///
 /// Eight ranks share two cores on a workstation, so a waiter first yields its
@@ -21,7 +24,7 @@ public struct Backoff {
 
     /// A backoff whose wait may last `timeout` seconds.
     public init(timeout: Double) {
-        self.deadline = comet_monotonic_seconds() + timeout
+        self.deadline = monotonicSeconds() + timeout
     }
 
     /// Gives the core away once; aborts the job with `report()` once the deadline has passed.
@@ -31,7 +34,7 @@ public struct Backoff {
             sched_yield()
             return
         }
-        if attempts % 64 == 0, comet_monotonic_seconds() > deadline {
+        if attempts % 64 == 0, monotonicSeconds() > deadline {
             MPIRuntime.abortJob(report())
         }
         usleep(sleepMicroseconds)

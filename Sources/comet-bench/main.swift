@@ -1,1 +1,15 @@
-print("todo")
+import ArgumentParser
+import CometKernels
+import CometLaunch
+import CometMPI
+import Foundation
+
+/// `comet-bench`: figures measured side by side in one run.
+struct CometBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "comet-bench",
+        abstract: "Measure comet's building blocks and schedules side by side in one run.",
+        subcommands: [GEMMBench.self, WindowBench.self])
+}
+
+Launch.main(CometBench.self)

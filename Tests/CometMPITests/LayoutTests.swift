@@ -15,7 +15,10 @@ final class LayoutTests: XCTestCase {
 
     func testResolveRejectsLayoutsThatDoNotFit() {
         XCTAssertThrowsError(try ParallelLayout.resolve(worldSize: 3, ep: 2, tp: nil, dp: nil)) {
-            XCTAssertTrue("\($0)".contains("needs 2 ranks, but the job has 3"))
+            XCTAssertEqual($0 as? LayoutError, .doesNotDivide(sizes: "EP=2", product: 2, worldSize: 3))
+        }
+        XCTAssertThrowsError(try ParallelLayout.resolve(worldSize: 4, ep: 2, tp: 2, dp: 2)) {
+            XCTAssertTrue("\($0)".contains("needs 8 ranks, but the job has 4"))
         }
         XCTAssertThrowsError(try ParallelLayout.resolve(worldSize: 8, ep: 3, tp: nil, dp: nil))
         XCTAssertThrowsError(try ParallelLayout.resolve(worldSize: 8, ep: nil, tp: 0, dp: nil)) {

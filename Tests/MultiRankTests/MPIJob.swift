@@ -23,7 +23,7 @@ struct MPIJob {
         ranks: Int, _ program: String, _ arguments: [String] = [],
         environment: [String: String] = [:], timeout: Double = 180
     ) throws -> MPIJob {
-        var launcher = ["--oversubscribe", "-n", "\(ranks)"]
+        var launcher = ["--oversubscribe", "--bind-to", "none", "-n", "\(ranks)"]
         if geteuid() == 0 { launcher.append("--allow-run-as-root") }
         for name in environment.keys.sorted() { launcher += ["-x", name] }
         let process = Process()
