@@ -10,17 +10,21 @@ struct WindowBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "window",
         abstract: "Symmetric-window bandwidth for 4 KiB to 4 MiB messages, direct and put/get paths.",
-        discussion: "Every rank moves data to or from the next rank at the same time; the figures are "
-            + "per rank (bytes one rank moved / slowest rank's time) and for the whole job.")
+        discussion: "Every rank moves data to or from the next rank at the same time, between two barriers; "
+            + "the figures are for the whole job (all bytes moved / time between the barriers) and per rank "
+            + "(the job's figure / ranks).")
 
     @Option(help: "Bytes each rank moves per message size and operation.")
     var volume = 64 << 20
+    @Option(help: "Measurements per row; the table shows their median.")
+    var repeats = 5
     @Option(help: "Also write the figures to this JSON file.")
     var json: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         guard volume >= 4 << 20 else { throw ValidationError("--volume must be at least 4 MiB (4194304)") }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
     }
 
     static let messageSizes = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20]
@@ -45,16 +49,24 @@ struct WindowBench: RankCommand {
             for operation in ["put", "get"] {
                 for size in Self.messageSizes {
                     let messages = max(4, volume / size)
-                    try world.barrier()
-                    let start = monotonicSeconds()
-                    for _ in 0..<messages {
-                        if operation == "put" {
-                            try window.put(staging.baseAddress!, byteCount: size, toRank: next, offset: 0)
-                        } else {
-                            try window.get(into: staging.baseAddress!, byteCount: size, fromRank: next, offset: 0)
+                    var times: [Double] = []
+                    for _ in 0..<repeats {
+                        try world.barrier()
+                        let start = monotonicSeconds()
+                        for message in 0..<messages {
+                            // Messages walk through the whole buffer, as an MoE layer's rows do.
+                            let offset = message * size % window.byteCount
+                            if operation == "put" {
+                                try window.put(staging.baseAddress! + offset, byteCount: size, toRank: next, offset: offset)
+                            } else {
+                                try window.get(into: staging.baseAddress! + offset, byteCount: size, fromRank: next, offset: offset)
+                            }
                         }
+                        // Ranks that share a core run one after another: time the whole job.
+                        try world.barrier()
+                        times.append(try world.allReduce(monotonicSeconds() - start, .max))
                     }
-                    let slowest = try world.allReduce(monotonicSeconds() - start, .max)
+                    let slowest = times.sorted()[times.count / 2]
                     let bytes = Double(messages * size)
                     rows.append(Row(path: window.path.rawValue, operation: operation, message_bytes: size,
                                     per_rank_gb_per_s: bytes / slowest / 1e9,
@@ -65,7 +77,7 @@ struct WindowBench: RankCommand {
             try window.free()
         }
         guard world.rank == 0 else { return }
-        print("comet-bench window: \(world.size) ranks in a ring, \(volume >> 20) MiB per rank per row")
+        print("comet-bench window: \(world.size) ranks in a ring, \(volume >> 20) MiB per rank per measurement, median of \(repeats)")
         print("path      op    message   per rank GB/s   job GB/s")
         for row in rows {
             let size = row.message_bytes >= 1 << 20 ? "\(row.message_bytes >> 20) MiB" : "\(row.message_bytes >> 10) KiB"
