@@ -62,7 +62,10 @@ struct GEMMBench: RankCommand {
         let threads = self.threads, seconds = self.seconds
         var report: Report?
         _ = try SelfCheck.onRankZeroAlone(context.world) {
-            let peak = OpenBLAS.measureGFLOPs(m: Self.peakShape.m, n: Self.peakShape.n, k: Self.peakShape.k, seconds: seconds)
+            // The best of three, so that a noisy neighbour does not lower the bar.
+            let peak = (0..<3).map { _ in
+                OpenBLAS.measureGFLOPs(m: Self.peakShape.m, n: Self.peakShape.n, k: Self.peakShape.k, seconds: seconds)
+            }.max()!
             let rows = Self.tileShapes.map { shape in
                 let single = OpenBLAS.measureGFLOPs(m: shape.m, n: shape.n, k: shape.k, seconds: seconds)
                 let concurrent = Self.concurrentGFLOPs(shape, threads: threads, seconds: seconds)
