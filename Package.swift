@@ -23,6 +23,7 @@ let package = Package(
 
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim"]),
+        .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
         .target(
             name: "CometLaunch",
             dependencies: [
@@ -31,9 +32,9 @@ let package = Package(
             ]),
 
         .executableTarget(name: "comet-train", dependencies: ["CometLaunch"]),
-        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
-        .executableTarget(name: "comet-probe", dependencies: ["CometLaunch"]),
+        .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),
 
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),

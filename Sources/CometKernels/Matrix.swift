@@ -46,3 +46,50 @@ public struct MatrixView: @unchecked Sendable {
 public enum Transpose: Sendable {
     case none, transposed
 }
+
+/// An owned, zero-initialised row-major matrix `[rows, columns]`.
+public final class Matrix: @unchecked Sendable {
+    public let rows: Int
+    public let columns: Int
+    public let storage: UnsafeMutableBufferPointer<Float>
+
+    public init(rows: Int, columns: Int) {
+        precondition(rows >= 0 && columns >= 0, "matrix sizes must not be negative")
+        self.rows = rows
+        self.columns = columns
+        storage = .allocate(capacity: max(1, rows * columns))
+        storage.initialize(repeating: 0)
+    }
+
+    deinit { storage.deallocate() }
+
+    public var view: MatrixView { MatrixView(base: storage.baseAddress!, rows: rows, columns: columns) }
+
+    public func fill(_ value: Float) { storage.update(repeating: value) }
+
+    /// Fills with values uniform in [-scale, scale).
+    public func randomize(scale: Float, _ generator: inout SeededGenerator) {
+        for i in 0..<(rows * columns) { storage[i] = generator.uniform(scale) }
+    }
+
+    /// The elements in row-major order.
+    public var elements: [Float] { Array(storage.prefix(rows * columns)) }
+}
+
+/// A scratch matrix of `columns` columns whose row count grows on demand.
+/// Growing discards the contents.
+public final class RowBuffer: @unchecked Sendable {
+    public let columns: Int
+    private var matrix: Matrix
+
+    public init(columns: Int, rows: Int = 0) {
+        self.columns = columns
+        matrix = Matrix(rows: rows, columns: columns)
+    }
+
+    /// The first `count` rows, growing the buffer when it is smaller.
+    public func rows(_ count: Int) -> MatrixView {
+        if count > matrix.rows { matrix = Matrix(rows: max(count, matrix.rows * 5 / 4), columns: columns) }
+        return matrix.view.rows(0..<count)
+    }
+}

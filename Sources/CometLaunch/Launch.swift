@@ -7,14 +7,6 @@ import CometShim
 import Glibc
 #endif
 
-/// An error that every rank throws alike (bad flags, a layout that does not fit the
-/// job, an invalid configuration): rank 0 alone reports it and every rank exits 1.
-/// Any other error is local to one rank, which reports it and aborts the job so
-/// that no peer is left waiting.
-public protocol UniformError: Error, CustomStringConvertible {}
-
-extension LayoutError: UniformError {}
-extension MPIRuntimeError: UniformError {}
 
 /// A user-facing mistake found the same way on every rank.
 public struct UsageError: UniformError {

@@ -110,23 +110,26 @@ extension Communicator {
         return receive
     }
 
+    /// `send` holds `send.count / size` elements for each rank, in rank order; returns
+    /// as many from each rank, in rank order.
+    public func allToAll<T: MPIScalar & Numeric>(_ send: [T]) throws -> [T] {
+        precondition(send.count % size == 0, "allToAll: send must hold the same count for every rank")
+        let count = send.count / size
+        return try allToAllV(send, sendCounts: [Int](repeating: count, count: size), receiveCounts: [Int](repeating: count, count: size))
+    }
+
     /// `send` packed in rank order with `sendCounts`; returns what the peers sent, in rank order.
     public func allToAllV<T: MPIScalar & Numeric>(_ send: [T], sendCounts: [Int]) throws -> [T] {
-        let counts = sendCounts.map { Int64($0) }
-        var receiveCounts = [Int64](repeating: 0, count: size)
-        try counts.withUnsafeBufferPointer { source in
-            try receiveCounts.withUnsafeMutableBufferPointer { target in
-                var request: MPI_Request? = nil
-                try check(MPI_Ialltoall(source.baseAddress, 1, Int64.mpiDatatype, target.baseAddress, 1,
-                                        Int64.mpiDatatype, handle, &request), "MPI_Ialltoall")
-                try complete(&request, "MPI_Ialltoall")
-            }
-        }
-        let incoming = receiveCounts.map { Int($0) }
-        var receive = [T](repeating: 0, count: incoming.reduce(0, +))
+        let receiveCounts = try allToAll(sendCounts.map { Int64($0) }).map { Int($0) }
+        return try allToAllV(send, sendCounts: sendCounts, receiveCounts: receiveCounts)
+    }
+
+    /// `allToAllV` when both sides' counts are known.
+    public func allToAllV<T: MPIScalar & Numeric>(_ send: [T], sendCounts: [Int], receiveCounts: [Int]) throws -> [T] {
+        var receive = [T](repeating: 0, count: receiveCounts.reduce(0, +))
         try send.withUnsafeBufferPointer { source in
             try receive.withUnsafeMutableBufferPointer { target in
-                try allToAllV(source, sendCounts: sendCounts, into: target, receiveCounts: incoming)
+                try allToAllV(source, sendCounts: sendCounts, into: target, receiveCounts: receiveCounts)
             }
         }
         return receive

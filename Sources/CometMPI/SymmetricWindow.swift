@@ -135,6 +135,39 @@ public final class SymmetricWindow: @unchecked Sendable {
         }
     }
 
+    /// Copies `rows` rows of `rowBytes` bytes each to `rank`'s data at `offset`:
+    /// source rows start `sourceStride` bytes apart, target rows `targetStride`
+    /// bytes apart (a column block of a row-major matrix). Complete at the target on return.
+    public func putRows(
+        _ source: UnsafeRawPointer, rows: Int, rowBytes: Int, sourceStride: Int,
+        toRank rank: Int, offset: Int, targetStride: Int
+    ) throws {
+        guard rows > 0, rowBytes > 0 else { return }
+        checkRange(rank: rank, offset: offset, byteCount: (rows - 1) * targetStride + rowBytes)
+        switch path {
+        case .direct:
+            let target = peerSegments[rank] + dataOffset + offset
+            for row in 0..<rows {
+                (target + row * targetStride).copyMemory(from: source + row * sourceStride, byteCount: rowBytes)
+            }
+        case .putGet:
+            var origin = try strided(rows: rows, rowBytes: rowBytes, stride: sourceStride)
+            var target = try strided(rows: rows, rowBytes: rowBytes, stride: targetStride)
+            defer { MPI_Type_free(&origin); MPI_Type_free(&target) }
+            try check(MPI_Put(source, 1, origin, Int32(rank), MPI_Aint(dataOffset + offset), 1, target, window), "MPI_Put")
+            try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
+        }
+    }
+
+    /// A committed datatype of `rows` blocks of `rowBytes` bytes, `stride` bytes apart.
+    private func strided(rows: Int, rowBytes: Int, stride: Int) throws -> MPI_Datatype? {
+        var type: MPI_Datatype? = nil
+        try check(MPI_Type_create_hvector(Int32(rows), Int32(rowBytes), MPI_Aint(stride), comet_type_byte(), &type),
+                  "MPI_Type_create_hvector")
+        try check(MPI_Type_commit(&type), "MPI_Type_commit")
+        return type
+    }
+
     /// Copies `byteCount` bytes of `rank`'s data at `offset` into `destination`; complete on return.
     public func get(into destination: UnsafeMutableRawPointer, byteCount: Int, fromRank rank: Int, offset: Int) throws {
         checkRange(rank: rank, offset: offset, byteCount: byteCount)

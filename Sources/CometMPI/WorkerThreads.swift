@@ -35,6 +35,31 @@ private final class ThreadJob {
     init(_ run: @escaping () -> Void) { self.run = run }
 }
 
+/// A counter that threads of one rank raise and wait on (acquire/release), with
+/// `Backoff` and the communicator's deadline, like the window's flags.
+public final class ThreadFlag: Sendable {
+    private let value = Atomic<Int>(0)
+
+    public init() {}
+
+    public func raise(to newValue: Int) { value.store(newValue, ordering: .releasing) }
+
+    @discardableResult
+    public func add(_ delta: Int) -> Int { value.wrappingAdd(delta, ordering: .acquiringAndReleasing).newValue }
+
+    public var current: Int { value.load(ordering: .acquiring) }
+
+    /// Waits until the counter reaches `target`; past `timeout` seconds the job aborts with a report.
+    public func wait(toReach target: Int, timeout: Double, _ what: @autoclosure () -> String) {
+        var backoff = Backoff(timeout: timeout)
+        while true {
+            let now = value.load(ordering: .acquiring)
+            if now >= target { return }
+            backoff.pause("waited \(timeout) s for \(what()) to reach \(target); it holds \(now)")
+        }
+    }
+}
+
 /// The first error any worker threw.
 private final class ThreadOutcome: Sendable {
     private let error = Mutex<(any Error)?>(nil)

@@ -11,7 +11,7 @@ struct CometProbe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "comet-probe",
         abstract: "Multi-rank checks of comet's runtime, run by the test suite under mpirun.",
-        subcommands: [Window.self, Flags.self, Collectives.self, Groups.self, Deadline.self, Blas.self])
+        subcommands: [Window.self, Flags.self, Collectives.self, Groups.self, Deadline.self, Blas.self, MoECheck.self])
 }
 
 /// Fails the scenario on every rank if any rank saw `failures`.

@@ -1,0 +1,62 @@
+import CometKernels
+import CometMPI
+
+/// Row exchanges through MPI all-to-all-v, paced by the link model: what the
+/// sequential and chunked schedules use to dispatch and combine.
+///
+/// On the wire, rows from each source arrive *source-major* (by source, then local
+/// expert, then token); the expert side keeps them expert-major, so a dispatch
+/// scatters them into place after the exchange and a combine gathers them before.
+enum AllToAll {
+    /// Sends send-order rows `rows` [T k, N] to their experts and leaves them in
+    /// `received` [R, N], expert-major. `staging` holds at least R rows.
+    static func dispatch(_ rows: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into received: MatrixView) throws {
+        try exchange(rows, sendCounts: (0..<plan.ranks).map { plan.sendRange(destination: $0).count },
+                     into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, call)
+        reorder(plan, wire: staging, buffer: received, toBuffer: true)
+    }
+
+    /// Sends expert-major rows `results` [R, N] back to their home ranks, where
+    /// they land in send order in `returned` [T k, N].
+    static func combine(_ results: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into returned: MatrixView) throws {
+        reorder(plan, wire: staging, buffer: results, toBuffer: false)
+        try exchange(staging, sendCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) },
+                     into: returned, receiveCounts: (0..<plan.ranks).map { plan.sendRange(destination: $0).count }, call)
+    }
+
+    /// Copies rows between the wire's source-major order and the expert-major buffer.
+    private static func reorder(_ plan: RoutingPlan, wire: MatrixView, buffer: MatrixView, toBuffer: Bool) {
+        let n = wire.columns
+        var at = 0
+        for source in 0..<plan.ranks {
+            for expert in 0..<plan.expertsPerRank {
+                let segment = plan.receiveSegment(source: source, expert: expert)
+                for offset in 0..<segment.count {
+                    let wireRow = wire.base + (at + offset) * wire.rowStride
+                    let bufferRow = buffer.base + (segment.lowerBound + offset) * buffer.rowStride
+                    if toBuffer { bufferRow.update(from: wireRow, count: n) } else { wireRow.update(from: bufferRow, count: n) }
+                }
+                at += segment.count
+            }
+        }
+    }
+
+    /// MPI_Alltoallv of whole rows, then a sleep until the link model says the
+    /// slowest rank pair has finished (in either direction).
+    private static func exchange(
+        _ send: MatrixView, sendCounts: [Int], into receive: MatrixView, receiveCounts: [Int], _ call: LayerCall
+    ) throws {
+        let n = send.columns
+        precondition(send.rowStride == n && receive.rowStride == n, "exchanges move whole, packed rows")
+        let start = monotonicSeconds()
+        try call.group.allToAllV(
+            UnsafeBufferPointer(start: send.base, count: sendCounts.reduce(0, +) * n), sendCounts: sendCounts.map { $0 * n },
+            into: UnsafeMutableBufferPointer(start: receive.base, count: receiveCounts.reduce(0, +) * n),
+            receiveCounts: receiveCounts.map { $0 * n })
+        let bytes = MemoryLayout<Float>.stride * n
+        let slowest = (0..<call.group.size).filter { $0 != call.group.rank }.map {
+            call.link.model.transferTime(bytes: max(sendCounts[$0], receiveCounts[$0]) * bytes)
+        }.max() ?? 0
+        sleep(until: start + slowest)
+    }
+}

@@ -1,0 +1,119 @@
+import CometKernels
+
+/// The experts one rank holds: two-layer FFNs N -> K -> N, `count` of them,
+/// global ids `firstExpert ..< firstExpert + count`.
+///
+/// Every compute step works on a range of rows of `ExpertBuffers` (expert-major,
+/// see `RoutingPlan`), so schedules can cut the work into tiles as they like.
+public final class Experts: @unchecked Sendable {
+    public let activation: Activation
+    public let firstExpert: Int
+    public let count: Int
+    /// W1 [N, width(K)] per local expert (width 2K for SwiGLU: gate and up).
+    public let up: [Matrix]
+    /// W2 [K, N] per local expert.
+    public let down: [Matrix]
+    public let upGradient: [Matrix]
+    public let downGradient: [Matrix]
+
+    public init(config: MoEConfig, firstExpert: Int, count: Int) {
+        activation = config.activation
+        self.firstExpert = firstExpert
+        self.count = count
+        let weights = (firstExpert..<(firstExpert + count)).map { Experts.initialWeights(expert: $0, config: config) }
+        up = weights.map(\.up)
+        down = weights.map(\.down)
+        let width = config.activation.width(hidden: config.hiddenWidth)
+        upGradient = (0..<count).map { _ in Matrix(rows: config.modelWidth, columns: width) }
+        downGradient = (0..<count).map { _ in Matrix(rows: config.hiddenWidth, columns: config.modelWidth) }
+    }
+
+    /// Expert `expert`'s starting weights, the same on whichever rank makes them.
+    public static func initialWeights(expert: Int, config: MoEConfig) -> (up: Matrix, down: Matrix) {
+        let (n, k) = (config.modelWidth, config.hiddenWidth)
+        var generator = SeededGenerator(seed: config.seed &+ 0x5EED &* UInt64(expert + 1))
+        let up = Matrix(rows: n, columns: config.activation.width(hidden: k))
+        let down = Matrix(rows: k, columns: n)
+        up.randomize(scale: 1 / Float(n).squareRoot(), &generator)
+        down.randomize(scale: 1 / Float(k).squareRoot(), &generator)
+        return (up, down)
+    }
+
+    // MARK: Forward
+
+    /// GEMM1 and the activation on `rows` of local expert `expert`:
+    /// a = x W1 [m, width], h = act(a) [m, K].
+    public func forwardUp(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.x.rows(rows), up[expert].view, into: b.a.rows(rows))
+        activation.forward(b.a.rows(rows), into: b.h.rows(rows))
+    }
+
+    /// GEMM2 on `rows` of `expert`, output `columns` only: y[:, cols] = h W2[:, cols].
+    public func forwardDown(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.h.rows(rows), down[expert].view.columns(columns), into: b.y.rows(rows).columns(columns))
+    }
+
+    // MARK: Backward
+
+    /// dh = dy W2ᵀ [m, K], da = dh * act'(a) [m, width] on `rows` of `expert`.
+    public func backwardDown(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.dy.rows(rows), down[expert].view, into: b.dh.rows(rows), transB: .transposed)
+        activation.backward(b.a.rows(rows), b.dh.rows(rows), into: b.da.rows(rows))
+    }
+
+    /// dx[:, cols] = da W1[cols, :]ᵀ on `rows` of `expert`.
+    public func backwardUp(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.da.rows(rows), up[expert].view.rows(columns), into: b.dx.rows(rows).columns(columns), transB: .transposed)
+    }
+
+    /// dW2 += hᵀ dy over all rows of `expert`.
+    public func accumulateDownGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.h.rows(rows), b.dy.rows(rows), into: downGradient[expert].view, transA: .transposed, beta: 1)
+    }
+
+    /// dW1 += xᵀ da over all rows of `expert`.
+    public func accumulateUpGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
+        guard !rows.isEmpty else { return }
+        gemm(b.x.rows(rows), b.da.rows(rows), into: upGradient[expert].view, transA: .transposed, beta: 1)
+    }
+
+    /// FLOPs of forward GEMMs on `rows` rows (GEMM1 and GEMM2).
+    public func forwardFLOPs(rows: Int, modelWidth n: Int, hiddenWidth k: Int) -> Double {
+        2 * Double(rows) * Double(n) * Double(activation.width(hidden: k) + k)
+    }
+}
+
+/// The expert side's row buffers, expert-major (see `RoutingPlan`), grown as needed.
+public final class ExpertBuffers: @unchecked Sendable {
+    public let modelWidth: Int, hiddenWidth: Int, upWidth: Int
+    public private(set) var capacity = 0
+    /// Received rows [R, N] and the forward activations kept for backward.
+    public private(set) var x: MatrixView, a: MatrixView, h: MatrixView, y: MatrixView
+    /// Backward: dy [R, N] received, dh [R, K], da [R, width], dx [R, N] sent back.
+    public private(set) var dy: MatrixView, dh: MatrixView, da: MatrixView, dx: MatrixView
+    private var storage: [Matrix] = []
+
+    public init(modelWidth: Int, hiddenWidth: Int, activation: Activation) {
+        self.modelWidth = modelWidth
+        self.hiddenWidth = hiddenWidth
+        upWidth = activation.width(hidden: hiddenWidth)
+        let empty = Matrix(rows: 0, columns: 1).view
+        (x, a, h, y, dy, dh, da, dx) = (empty, empty, empty, empty, empty, empty, empty, empty)
+        reserve(rows: 1)
+    }
+
+    /// Makes room for `rows` rows; contents are kept only when no growth is needed.
+    public func reserve(rows: Int) {
+        guard rows > capacity else { return }
+        capacity = max(rows, capacity * 5 / 4)
+        let widths = [modelWidth, upWidth, hiddenWidth, modelWidth, modelWidth, hiddenWidth, upWidth, modelWidth]
+        storage = widths.map { Matrix(rows: capacity, columns: $0) }
+        (x, a, h, y) = (storage[0].view, storage[1].view, storage[2].view, storage[3].view)
+        (dy, dh, da, dx) = (storage[4].view, storage[5].view, storage[6].view, storage[7].view)
+    }
+}

@@ -1,0 +1,63 @@
+import CometKernels
+
+/// What a rank does with its own tokens' rows, in send order (see `RoutingPlan`):
+/// copy tokens out before dispatch, and sum the k expert outputs of each token
+/// (the top-k reduce) after combine. Each step takes a range so that schedules
+/// can cut it into chunks or column blocks.
+public enum HomeRows {
+    /// rows[r] = x[token of r] for send-order rows `rows`. x [T, N], out [T k, N].
+    public static func pack(_ x: MatrixView, _ plan: RoutingPlan, rows: Range<Int>, into out: MatrixView) {
+        let n = x.columns
+        for row in rows {
+            (out.base + row * out.rowStride).update(from: x.base + plan.sendToken[row] * x.rowStride, count: n)
+        }
+    }
+
+    /// rows[r] = w(r) * dy[token of r]: the backward of the weighted top-k sum.
+    public static func packScaled(
+        _ dy: MatrixView, _ plan: RoutingPlan, weights: [Float], into out: MatrixView
+    ) {
+        let (n, k) = (dy.columns, plan.topK)
+        for token in 0..<plan.tokens {
+            let source = dy.base + token * dy.rowStride
+            for choice in 0..<k {
+                let weight = weights[token * k + choice]
+                let target = out.base + plan.sendRow[token * k + choice] * out.rowStride
+                for j in 0..<n { target[j] = weight * source[j] }
+            }
+        }
+    }
+
+    /// The top-k reduce: y[t, cols] = sum_j w_tj * returned[row(t, j), cols],
+    /// or the plain sum when `weights` is nil. returned [T k, N], y [T, N].
+    public static func reduce(
+        _ returned: MatrixView, _ plan: RoutingPlan, weights: [Float]?, columns: Range<Int>, into y: MatrixView
+    ) {
+        let k = plan.topK
+        for token in 0..<plan.tokens {
+            let target = y.base + token * y.rowStride
+            for j in columns { target[j] = 0 }
+            for choice in 0..<k {
+                let weight = weights?[token * k + choice] ?? 1
+                let source = returned.base + plan.sendRow[token * k + choice] * returned.rowStride
+                for j in columns { target[j] += weight * source[j] }
+            }
+        }
+    }
+
+    /// dL/dw_tj = <dy_t, returned[row(t, j)]>: what the router's backward needs.
+    public static func weightGradients(_ dy: MatrixView, _ returned: MatrixView, _ plan: RoutingPlan) -> [Float] {
+        let (n, k) = (dy.columns, plan.topK)
+        var gradients = [Float](repeating: 0, count: plan.tokens * k)
+        for token in 0..<plan.tokens {
+            let d = dy.base + token * dy.rowStride
+            for choice in 0..<k {
+                let r = returned.base + plan.sendRow[token * k + choice] * returned.rowStride
+                var dot: Float = 0
+                for j in 0..<n { dot += d[j] * r[j] }
+                gradients[token * k + choice] = dot
+            }
+        }
+        return gradients
+    }
+}

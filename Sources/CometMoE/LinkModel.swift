@@ -1,0 +1,70 @@
+import CometMPI
+import Foundation
+import Synchronization
+
+/// The emulated interconnect: every transfer between two ranks takes
+/// `latency + bytes / bandwidth`, on a link per ordered rank pair. Data moves at
+/// memory speed; the receiver sees it only once the link model says it arrived,
+/// and a thread waiting for that sleeps (it burns no CPU). All schedules use the
+/// same link, so their times compare.
+public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
+    public var name: String
+    /// Seconds from the start of a transfer to its first byte.
+    public var latency: Double
+    /// Bytes per second on one rank pair; infinite for `native`.
+    public var bandwidth: Double
+
+    public init(name: String, latency: Double, bandwidth: Double) {
+        self.name = name
+        self.latency = latency
+        self.bandwidth = bandwidth
+    }
+
+    /// No pacing: transfers take what the memory copy takes.
+    public static let native = LinkModel(name: "native", latency: 0, bandwidth: .infinity)
+
+    public var isNative: Bool { latency == 0 && bandwidth == .infinity }
+
+    /// Seconds the link needs for `bytes` (0 for nothing sent).
+    public func transferTime(bytes: Int) -> Double {
+        bytes == 0 || isNative ? 0 : latency + Double(bytes) / bandwidth
+    }
+
+    public var description: String {
+        isNative ? "native (no pacing)"
+            : String(format: "%@ (latency %.0f us, %.2f GB/s per rank pair)", name, latency * 1e6, bandwidth / 1e9)
+    }
+}
+
+/// When each of this rank's links is free again. A transfer on a busy link
+/// queues behind the one before it; transfers on different links overlap.
+public final class LinkClock: Sendable {
+    public let model: LinkModel
+    private let busyUntil: Mutex<[Double]>
+
+    public init(model: LinkModel, ranks: Int) {
+        self.model = model
+        busyUntil = Mutex([Double](repeating: 0, count: ranks))
+    }
+
+    /// Books `bytes` on the link to or from `peer` starting now; returns when they
+    /// arrive. Transfers to oneself are free.
+    public func book(bytes: Int, peer: Int, isSelf: Bool) -> Double {
+        let now = monotonicSeconds()
+        guard !isSelf, !model.isNative, bytes > 0 else { return now }
+        return busyUntil.withLock { busy in
+            let start = max(now, busy[peer])
+            busy[peer] = start + Double(bytes) / model.bandwidth
+            return start + model.latency + Double(bytes) / model.bandwidth
+        }
+    }
+}
+
+/// Sleeps (no CPU) until the monotonic clock reads `time`.
+public func sleep(until time: Double) {
+    let remaining = time - monotonicSeconds()
+    guard remaining > 0 else { return }
+    var request = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - floor(remaining)) * 1e9))
+    var left = timespec()
+    while nanosleep(&request, &left) != 0 { request = left }
+}

@@ -1,0 +1,49 @@
+import CometKernels
+import CometMPI
+
+/// The shape of one MoE layer and how it is run.
+///
+/// Notation (as in the Comet paper): T tokens per rank, N = model width,
+/// K = expert FFN width, E experts, top-k choices per token, W ranks.
+public struct MoEConfig: Codable, Sendable, Equatable {
+    /// T: tokens each rank routes.
+    public var tokensPerRank = 1024
+    /// N: model (embedding) width.
+    public var modelWidth = 512
+    /// K: expert FFN width.
+    public var hiddenWidth = 1024
+    /// E: experts, sharded over the expert-parallel ranks.
+    public var experts = 8
+    /// Experts each token is sent to.
+    public var topK = 2
+    public var activation: Activation = .gelu
+    /// Standard deviation of the per-expert share of tokens the router aims for
+    /// (0: balanced; 0.032 is typical in production).
+    public var imbalance = 0.0
+    /// Seed for weights, router bias and tokens.
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    /// Experts each expert-parallel rank holds.
+    public func expertsPerRank(expertParallel: Int) -> Int { experts / expertParallel }
+
+    /// Checks the configuration for `expertParallel` ranks.
+    public func validate(expertParallel: Int) throws {
+        for (name, value) in [("tokens per rank", tokensPerRank), ("N (model width)", modelWidth),
+                              ("K (hidden width)", hiddenWidth), ("E (experts)", experts), ("top-k", topK)] where value < 1 {
+            throw MoEConfigError("\(name) must be at least 1, got \(value)")
+        }
+        if topK > experts { throw MoEConfigError("top-k (\(topK)) cannot exceed the number of experts (\(experts))") }
+        if experts % expertParallel != 0 {
+            throw MoEConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+        }
+        if !(0...0.5).contains(imbalance) { throw MoEConfigError("imbalance must be between 0 and 0.5, got \(imbalance)") }
+    }
+}
+
+/// A configuration that cannot run; every rank finds it alike.
+public struct MoEConfigError: UniformError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,62 @@
+import CometKernels
+import CometMPI
+
+/// One MoE layer as training uses it: router, routing plan, experts and a
+/// schedule, each a separate part (as Megatron-Core splits them).
+///
+/// Experts are sharded over the expert-parallel group: rank r of the group holds
+/// experts r E/W ..< (r + 1) E/W. The router is replicated.
+public final class MoELayer {
+    public let config: MoEConfig
+    public let group: Communicator
+    public let router: Router
+    public let experts: Experts
+    public let schedule: any MoESchedule
+    public let link: LinkClock
+    /// What this rank's threads did during the last call.
+    public let timeline = Timeline()
+    private var saved: (x: MatrixView, call: LayerCall)?
+
+    /// Builds the layer on `group` (collective when the schedule allocates windows).
+    public init(config: MoEConfig, group: Communicator, schedule: any MoESchedule, link: LinkModel) throws {
+        try config.validate(expertParallel: group.size)
+        self.config = config
+        self.group = group
+        router = Router(config: config)
+        let perRank = config.expertsPerRank(expertParallel: group.size)
+        experts = Experts(config: config, firstExpert: group.rank * perRank, count: perRank)
+        self.schedule = schedule
+        self.link = LinkClock(model: link, ranks: group.size)
+    }
+
+    /// y [T, N] for x [T, N]. x must stay unchanged until `backward`. Collective.
+    @discardableResult
+    public func forward(_ x: MatrixView, into y: MatrixView) throws -> Routing {
+        timeline.reset()
+        let routing = timeline.record(.local, thread: 0, "route") { router.forward(x) }
+        let plan = try timeline.record(.comm, thread: 0, "plan") {
+            try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: group)
+        }
+        let call = LayerCall(plan: plan, routing: routing, experts: experts, group: group, link: link, timeline: timeline)
+        try schedule.forward(x, call, into: y)
+        saved = (x, call)
+        return routing
+    }
+
+    /// dx [T, N] (overwritten) for dy [T, N] after `forward`; accumulates the
+    /// experts' and the router's gradients. Collective.
+    public func backward(_ dy: MatrixView, auxLossGradient: Float, into dx: MatrixView) throws {
+        guard let (x, call) = saved else { preconditionFailure("backward before forward") }
+        timeline.reset()
+        let weightGradients = try schedule.backward(dy, call, into: dx)
+        timeline.record(.local, thread: 0, "router backward") {
+            router.backward(x, call.routing, weightGradients: weightGradients, auxLossGradient: auxLossGradient, inputGradient: dx)
+        }
+    }
+
+    /// Sets every accumulated gradient to zero.
+    public func zeroGradients() {
+        router.gateGradient.fill(0)
+        for matrix in experts.upGradient + experts.downGradient { matrix.fill(0) }
+    }
+}

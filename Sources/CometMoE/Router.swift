@@ -1,0 +1,141 @@
+import CometKernels
+import Foundation
+
+/// The router's decisions for T tokens.
+public struct Routing: @unchecked Sendable {
+    public let tokens: Int
+    public let experts: Int
+    public let topK: Int
+    /// softmax(x Wg + bias) [T, E].
+    public let probabilities: Matrix
+    /// Chosen experts [T, k], by decreasing probability (ties: lower index first).
+    public let choices: [Int]
+    /// The choices' probabilities renormalised to sum to 1 per token [T, k].
+    public let weights: [Float]
+    /// Assignments per expert on this rank [E].
+    public let expertLoad: [Int]
+    /// Switch-style load-balancing loss on this rank's tokens: E * sum_e f_e * P_e,
+    /// f_e = load_e / (T k), P_e = mean over tokens of probability e.
+    public let auxLoss: Float
+}
+
+/// Linear gate, softmax, top-k and renormalised top-k weights.
+///
+/// The gate is replicated on every rank (data parallel); `bias` is a fixed,
+/// untrained offset that steers the share of tokens each expert gets.
+public final class Router: @unchecked Sendable {
+    /// Wg [N, E].
+    public let gate: Matrix
+    /// dL/dWg [N, E], accumulated by `backward`.
+    public let gateGradient: Matrix
+    /// Fixed logit offsets [E].
+    public var bias: [Float]
+    public let topK: Int
+
+    public init(config: MoEConfig) {
+        let (n, e) = (config.modelWidth, config.experts)
+        gate = Matrix(rows: n, columns: e)
+        gateGradient = Matrix(rows: n, columns: e)
+        topK = config.topK
+        var generator = SeededGenerator(seed: config.seed &* 0x9E37_79B9 &+ 17)
+        // Logits of uniform tokens get a spread of about 1.3, like Gumbel noise, so that
+        // top-k over (log share + noise) gives each expert about its target share.
+        gate.randomize(scale: 3.9 / Float(n).squareRoot(), &generator)
+        bias = Router.shareBias(experts: e, imbalance: config.imbalance, &generator)
+    }
+
+    /// log of target shares whose standard deviation is `imbalance`.
+    static func shareBias(experts: Int, imbalance: Double, _ generator: inout SeededGenerator) -> [Float] {
+        guard imbalance > 0, experts > 1 else { return [Float](repeating: 0, count: experts) }
+        var z = (0..<experts).map { _ in Double(generator.uniform(1)) }
+        let mean = z.reduce(0, +) / Double(experts)
+        z = z.map { $0 - mean }
+        let std = (z.map { $0 * $0 }.reduce(0, +) / Double(experts)).squareRoot()
+        let shares = z.map { max(1e-3, 1 / Double(experts) + imbalance * $0 / max(std, 1e-12)) }
+        let total = shares.reduce(0, +)
+        return shares.map { Float(log($0 / total * Double(experts))) }
+    }
+
+    /// Routes x [T, N].
+    public func forward(_ x: MatrixView) -> Routing {
+        let (t, e, k) = (x.rows, gate.columns, topK)
+        let probabilities = Matrix(rows: t, columns: e)
+        let p = probabilities.view
+        gemm(x, gate.view, into: p)
+        var choices = [Int](repeating: 0, count: t * k)
+        var weights = [Float](repeating: 0, count: t * k)
+        var load = [Int](repeating: 0, count: e)
+        var meanProbability = [Double](repeating: 0, count: e)
+        for token in 0..<t {
+            let row = p.base + token * e
+            var largest = -Float.infinity
+            for j in 0..<e {
+                row[j] += bias[j]
+                largest = max(largest, row[j])
+            }
+            var sum: Float = 0
+            for j in 0..<e {
+                row[j] = exp(row[j] - largest)
+                sum += row[j]
+            }
+            for j in 0..<e {
+                row[j] /= sum
+                meanProbability[j] += Double(row[j])
+            }
+            // Top-k by selection: k is small.
+            var chosenSum: Float = 0
+            for slot in 0..<k {
+                var best = -1
+                for j in 0..<e where !choices[(token * k)..<(token * k + slot)].contains(j) {
+                    if best < 0 || row[j] > row[best] { best = j }
+                }
+                choices[token * k + slot] = best
+                weights[token * k + slot] = row[best]
+                chosenSum += row[best]
+                load[best] += 1
+            }
+            for slot in 0..<k { weights[token * k + slot] /= chosenSum }
+        }
+        var aux: Double = 0
+        if t > 0 {
+            for j in 0..<e { aux += Double(load[j]) / Double(t * k) * meanProbability[j] / Double(t) }
+            aux *= Double(e)
+        }
+        return Routing(tokens: t, experts: e, topK: k, probabilities: probabilities, choices: choices,
+                       weights: weights, expertLoad: load, auxLoss: Float(aux))
+    }
+
+    /// Backward of `forward`: accumulates dx [T, N] and `gateGradient` from
+    /// dL/dweights [T, k] and dL/dauxLoss.
+    public func backward(
+        _ x: MatrixView, _ routing: Routing, weightGradients: [Float], auxLossGradient: Float, inputGradient dx: MatrixView
+    ) {
+        let (t, e, k) = (routing.tokens, routing.experts, routing.topK)
+        guard t > 0 else { return }
+        let logitGradient = Matrix(rows: t, columns: e)
+        let dLogits = logitGradient.view
+        let p = routing.probabilities.view
+        // Through the load-balancing loss: f_e is counted, not differentiated.
+        let auxScale = auxLossGradient * Float(e) / Float(t)
+        let auxGradient = routing.expertLoad.map { auxScale * Float($0) / Float(t * k) }
+        var dp = [Float](repeating: 0, count: e)
+        for token in 0..<t {
+            for j in 0..<e { dp[j] = auxGradient[j] }
+            // Through the renormalisation w_i = p_i / S.
+            var chosenSum: Float = 0, weighted: Float = 0
+            for slot in 0..<k {
+                chosenSum += p[token, routing.choices[token * k + slot]]
+                weighted += weightGradients[token * k + slot] * routing.weights[token * k + slot]
+            }
+            for slot in 0..<k {
+                dp[routing.choices[token * k + slot]] += (weightGradients[token * k + slot] - weighted) / chosenSum
+            }
+            // Through the softmax.
+            var dot: Float = 0
+            for j in 0..<e { dot += p[token, j] * dp[j] }
+            for j in 0..<e { dLogits[token, j] = p[token, j] * (dp[j] - dot) }
+        }
+        gemm(x, dLogits, into: gateGradient.view, transA: .transposed, beta: 1)
+        gemm(dLogits, gate.view, into: dx, transB: .transposed, beta: 1)
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import CometKernels
+import CometLaunch
+import CometMPI
+import CometMoE
+
+/// Every schedule's forward output and gradients against the single-process
+/// reference layer, over all ranks' tokens.
+struct MoECheck: RankCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moe", abstract: "MoE schedules against the single-process reference, forward and backward.")
+
+    enum RoutingCase: String, ExpressibleByArgument, CaseIterable {
+        case balanced, skewed, oneExpert = "one-expert"
+    }
+
+    @Option(help: "Schedules to check: sequential, chunked, comet (repeatable; default all).")
+    var schedule: [ScheduleKind] = ScheduleKind.allCases
+    @Option var tokens = 48
+    @Option var modelWidth = 40
+    @Option var hiddenWidth = 24
+    @Option var experts = 8
+    @Option var topK = 2
+    @Option var activation: Activation = .gelu
+    @Option(help: "balanced, skewed (imbalance 0.05) or one-expert (every token's first choice is expert 0).")
+    var routing: RoutingCase = .balanced
+    @Flag(help: "The last rank has no tokens.") var silentRank = false
+    @Option var commThreads = 1
+    @Option var gemmThreads = 2
+    @Option var tileRows = 5
+    @Option var blockColumns = 16
+    @Option var chunks = 3
+    @Flag(help: "Emulate a slow link (50 us, 0.5 GB/s) instead of the native one.") var slowLink = false
+    @Flag(help: "Use MPI_Put/MPI_Get even on one node.") var forcePutGet = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    static let tolerance = 1e-5
+
+    func run(on context: RankContext) throws {
+        let world = context.world
+        var config = MoEConfig()
+        (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokens, modelWidth, hiddenWidth)
+        (config.experts, config.topK, config.activation) = (experts, topK, activation)
+        config.imbalance = routing == .skewed ? 0.05 : 0
+        var options = ScheduleOptions()
+        (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
+        (options.blockColumns, options.chunks) = (blockColumns, chunks)
+        try config.validate(expertParallel: world.size)
+        let link = slowLink ? LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9) : .native
+
+        // Every rank builds every rank's tokens and the reference from the same seeds.
+        let counts = (0..<world.size).map { silentRank && $0 == world.size - 1 ? 0 : tokens }
+        let xs = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 1000 + UInt64($0)) }
+        let dys = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 2000 + UInt64($0)) }
+        let reference = ReferenceLayer(config: config, router: Router(config: config))
+        steer(reference.router)
+        let ys = reference.forward(xs.map(\.view))
+        let dxs = reference.backward(xs.map(\.view), dys.map(\.view), auxLossGradient: 0.1)
+
+        let me = world.rank
+        var worst = 0.0
+        for kind in schedule {
+            let layer = try MoELayer(config: config, group: world,
+                                     schedule: kind.make(config: config, options: options, group: world, forcePutGet: forcePutGet),
+                                     link: link)
+            steer(layer.router)
+            let y = Matrix(rows: counts[me], columns: modelWidth), dx = Matrix(rows: counts[me], columns: modelWidth)
+            // Twice, so that the second call reuses every buffer and flag.
+            for _ in 0..<2 {
+                layer.zeroGradients()
+                try layer.forward(xs[me].view, into: y.view)
+                try layer.backward(dys[me].view, auxLossGradient: 0.1, into: dx.view)
+            }
+            var gate = layer.router.gateGradient.elements
+            try world.allReduce(&gate, .sum)
+            var errors = [relativeError(y.elements, ys[me].elements), relativeError(dx.elements, dxs[me].elements),
+                          relativeError(gate, reference.router.gateGradient.elements)]
+            for local in 0..<layer.experts.count {
+                let global = layer.experts.firstExpert + local
+                errors.append(relativeError(layer.experts.upGradient[local].elements, reference.experts.upGradient[global].elements))
+                errors.append(relativeError(layer.experts.downGradient[local].elements, reference.experts.downGradient[global].elements))
+            }
+            let error = try world.allReduce(errors.max() ?? 0, .max)
+            if error > Self.tolerance {
+                throw SelfCheckFailure(description: "schedule \(kind.rawValue): relative error \(error) exceeds \(Self.tolerance)")
+            }
+            worst = max(worst, error)
+        }
+        announce(world, "moe: passed on \(world.size) ranks, schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
+            + "routing \(routing.rawValue), top-k \(topK), max relative error \(String(format: "%.1e", worst)) "
+            + "(tolerance \(String(format: "%.0e", Self.tolerance)))")
+    }
+
+    private func steer(_ router: Router) {
+        if routing == .oneExpert { router.bias = (0..<experts).map { $0 == 0 ? 50 : 0 } }
+    }
+
+    private func random(rows: Int, columns: Int, seed: UInt64) -> Matrix {
+        var generator = SeededGenerator(seed: seed)
+        let matrix = Matrix(rows: rows, columns: columns)
+        matrix.randomize(scale: 1, &generator)
+        return matrix
+    }
+}
+
+/// ||a - b|| / ||b|| (0 when both are empty or zero).
+func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count, "compared arrays differ in length")
+    var difference = 0.0, norm = 0.0
+    for (x, y) in zip(a, b) {
+        difference += Double(x - y) * Double(x - y)
+        norm += Double(y) * Double(y)
+    }
+    return norm == 0 ? difference.squareRoot() : (difference / norm).squareRoot()
+}
+
+extension ScheduleKind: ExpressibleByArgument {}
+extension Activation: ExpressibleByArgument {}
