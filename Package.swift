@@ -27,7 +27,7 @@ let package = Package(
         .target(
             name: "CometLaunch",
             dependencies: [
-                "CometMPI", "CometKernels", "CometShim",
+                "CometMPI", "CometKernels", "CometShim", "CometMoE",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -50,13 +50,15 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
 private let geluScale: Float = 0.797_884_56  // sqrt(2 / pi)
 private let geluCubic: Float = 0.044_715
 
+// 0.5 (1 + tanh z) = sigmoid(2z): one exp instead of a tanh, several times faster.
+
 @inline(__always) func geluValue(_ x: Float) -> Float {
-    0.5 * x * (1 + tanh(geluScale * (x + geluCubic * x * x * x)))
+    x * sigmoid(2 * geluScale * (x + geluCubic * x * x * x))
 }
 
 @inline(__always) func geluDerivative(_ x: Float) -> Float {
-    let t = tanh(geluScale * (x + geluCubic * x * x * x))
-    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * geluScale * (1 + 3 * geluCubic * x * x)
+    let s = sigmoid(2 * geluScale * (x + geluCubic * x * x * x))
+    return s + 2 * x * s * (1 - s) * geluScale * (1 + 3 * geluCubic * x * x)
 }
 
 @inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }

@@ -24,12 +24,14 @@ public enum WindowPath: String, Sendable, CustomStringConvertible {
 }
 
 /// Comet's symmetric buffer: every rank of a communicator holds a segment of the
-/// same size, made of `flagCount` ready flags followed by `byteCount` data bytes.
+/// same size, made of a doorbell, `flagCount` ready flags and `byteCount` data bytes.
 ///
 /// Producers write a peer's data and then raise one of its flags (release); the
 /// peer waits for the flag (acquire) and then reads its data. Flags are counters
 /// (`UInt64`) that only grow, so a new round waits for a larger value and no
-/// flag is ever reset. Every call here may come from any thread.
+/// flag is ever reset. On the direct path, raising a flag also rings the target's
+/// doorbell, so waiters sleep in the kernel instead of polling. Every call here may
+/// come from any thread.
 /// `free()` is collective and must be called by every rank.
 public final class SymmetricWindow: @unchecked Sendable {
     public let communicator: Communicator
@@ -39,7 +41,7 @@ public final class SymmetricWindow: @unchecked Sendable {
     /// Ready flags per rank.
     public let flagCount: Int
 
-    /// Each flag sits on its own cache line.
+    /// The doorbell and each flag sit on their own cache line.
     static let flagStride = 64
 
     private var window: MPI_Win?
@@ -47,7 +49,7 @@ public final class SymmetricWindow: @unchecked Sendable {
     private let segment: UnsafeMutableRawPointer
     /// Every rank's segment, mapped into this process (direct path only).
     private let peerSegments: [UnsafeMutableRawPointer]
-    private var dataOffset: Int { flagCount * Self.flagStride }
+    private var dataOffset: Int { (1 + flagCount) * Self.flagStride }
 
     /// Allocates the window on every rank of `communicator`. Collective.
     ///
@@ -58,7 +60,7 @@ public final class SymmetricWindow: @unchecked Sendable {
         self.communicator = communicator
         self.byteCount = byteCount
         self.flagCount = flagCount
-        let segmentBytes = flagCount * Self.flagStride + (byteCount + Self.flagStride - 1) / Self.flagStride * Self.flagStride
+        let segmentBytes = (1 + flagCount) * Self.flagStride + (byteCount + Self.flagStride - 1) / Self.flagStride * Self.flagStride
         let sharesOneNode = try communicator.splitByNode().size == communicator.size
         self.path = sharesOneNode && !forcePutGet ? .direct : .putGet
 
@@ -100,6 +102,13 @@ public final class SymmetricWindow: @unchecked Sendable {
 
     /// This rank's data bytes.
     public var localData: UnsafeMutableRawPointer { segment + dataOffset }
+
+    /// This rank's doorbell, rung whenever a flag here is raised (direct path only).
+    public var localDoorbell: Doorbell? { path == .direct ? doorbell(rank: communicator.rank) : nil }
+
+    private func doorbell(rank: Int) -> Doorbell {
+        Doorbell(peerSegments[rank].assumingMemoryBound(to: UInt32.self))
+    }
 
     /// Releases the window on every rank. Collective.
     public func free() throws {
@@ -206,7 +215,7 @@ public final class SymmetricWindow: @unchecked Sendable {
             var value: UInt64 = 0
             let me = Int32(communicator.rank)
             try check(
-                MPI_Fetch_and_op(&ignored, &value, UInt64.mpiDatatype, me, MPI_Aint(index * Self.flagStride),
+                MPI_Fetch_and_op(&ignored, &value, UInt64.mpiDatatype, me, MPI_Aint(flagOffset(index)),
                                  comet_op_no_op(), window),
                 "MPI_Fetch_and_op")
             try check(MPI_Win_flush(me, window), "MPI_Win_flush")
@@ -220,11 +229,13 @@ public final class SymmetricWindow: @unchecked Sendable {
     /// `what` it stands for (e.g. "rows from rank 3"), the expected and the last value.
     public func waitForFlag(_ index: Int, toReach expected: UInt64, _ what: @autoclosure () -> String) throws {
         var backoff = Backoff(timeout: communicator.waitTimeout)
+        let doorbell = localDoorbell
         while true {
+            let seen = doorbell?.value ?? 0
             let value = try flag(index)
             if value >= expected { return }
-            backoff.pause(
-                "waited \(communicator.waitTimeout) s for flag \(index) (\(what())) to reach \(expected); it holds \(value)")
+            backoff.sleep(on: doorbell, seen: seen,
+                          "waited \(communicator.waitTimeout) s for flag \(index) (\(what())) to reach \(expected); it holds \(value)")
         }
     }
 
@@ -236,18 +247,21 @@ public final class SymmetricWindow: @unchecked Sendable {
         switch path {
         case .direct:
             direct(flagAddress(index, rank: rank), operand)
+            doorbell(rank: rank).ring()
         case .putGet:
             var value = operand
             try check(
-                MPI_Accumulate(&value, 1, UInt64.mpiDatatype, Int32(rank), MPI_Aint(index * Self.flagStride),
+                MPI_Accumulate(&value, 1, UInt64.mpiDatatype, Int32(rank), MPI_Aint(flagOffset(index)),
                                1, UInt64.mpiDatatype, op, window),
                 "MPI_Accumulate")
             try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
         }
     }
 
+    private func flagOffset(_ index: Int) -> Int { (1 + index) * Self.flagStride }
+
     private func flagAddress(_ index: Int, rank: Int) -> UnsafeMutablePointer<UInt64> {
-        (peerSegments[rank] + index * Self.flagStride).assumingMemoryBound(to: UInt64.self)
+        (peerSegments[rank] + flagOffset(index)).assumingMemoryBound(to: UInt64.self)
     }
 
     private func checkRange(rank: Int, offset: Int, byteCount: Int) {

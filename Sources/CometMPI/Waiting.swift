@@ -8,11 +8,30 @@ import Glibc
 /// Seconds on the monotonic clock, for timing and deadlines.
 public func monotonicSeconds() -> Double { comet_monotonic_seconds() }
 
+/// A 32-bit word that waiters sleep on until someone rings it (a Linux futex).
+/// Ringing bumps the word and wakes every sleeper: in this process, or in any
+/// process that maps the word, when it lies in shared memory.
+public struct Doorbell: @unchecked Sendable {
+    let word: UnsafeMutablePointer<UInt32>
+
+    public init(_ word: UnsafeMutablePointer<UInt32>) { self.word = word }
+
+    /// Read this before checking the condition a ring announces, then sleep on it.
+    public var value: UInt32 { comet_load_acquire_u32(word) }
+
+    public func ring() {
+        _ = comet_fetch_add_u32(word, 1)
+        comet_futex_wake_all(word)
+    }
+}
+
 /// How a thread waits for another thread or rank: it never spins bare.
 ///
-/// Eight ranks share two cores on a workstation, so a waiter first yields its
-/// core a few times and then sleeps, doubling the sleep up to `maxSleepMicroseconds`.
-/// Past `deadline` the wait reports what it waited for and aborts the whole job.
+/// Eight ranks share two cores on a workstation. Where the producer rings a
+/// `Doorbell`, the waiter sleeps in the kernel until it does. Otherwise it
+/// first yields its core a few times and then sleeps, doubling the sleep up to
+/// `maxSleepMicroseconds`. Past the deadline the wait reports what it waited
+/// for and aborts the whole job.
 public struct Backoff {
     /// Yields before the first sleep.
     static let yieldsBeforeSleeping = 16
@@ -25,6 +44,16 @@ public struct Backoff {
     /// A backoff whose wait may last `timeout` seconds.
     public init(timeout: Double) {
         self.deadline = monotonicSeconds() + timeout
+    }
+
+    /// Sleeps until `doorbell` no longer reads `seen` (or a while has passed); polls
+    /// with `pause` when there is no doorbell.
+    public mutating func sleep(on doorbell: Doorbell?, seen: UInt32, _ report: @autoclosure () -> String) {
+        guard let doorbell else { return pause(report()) }
+        let remaining = deadline - monotonicSeconds()
+        if remaining <= 0 { MPIRuntime.abortJob(report()) }
+        // Wake up now and then anyway, to check the deadline.
+        comet_futex_wait(doorbell.word, seen, Int64(min(remaining, 0.05) * 1e9))
     }
 
     /// Gives the core away once; aborts the job with `report()` once the deadline has passed.

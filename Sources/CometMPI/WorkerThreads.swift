@@ -1,3 +1,4 @@
+import CometShim
 import Synchronization
 
 #if canImport(Glibc)
@@ -35,28 +36,48 @@ private final class ThreadJob {
     init(_ run: @escaping () -> Void) { self.run = run }
 }
 
-/// A counter that threads of one rank raise and wait on (acquire/release), with
-/// `Backoff` and the communicator's deadline, like the window's flags.
-public final class ThreadFlag: Sendable {
-    private let value = Atomic<Int>(0)
+/// A counter that threads of one rank raise and wait on (acquire/release). A
+/// waiter sleeps in the kernel until the counter changes (a futex), with the
+/// communicator's deadline, like the window's flags.
+public final class ThreadFlag: @unchecked Sendable {
+    private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
 
-    public init() {}
+    public init() { word.initialize(to: 0) }
+    deinit { word.deallocate() }
 
-    public func raise(to newValue: Int) { value.store(newValue, ordering: .releasing) }
+    public func raise(to newValue: Int) {
+        comet_store_release_u32(word, UInt32(newValue))
+        comet_futex_wake_all(word)
+    }
 
     @discardableResult
-    public func add(_ delta: Int) -> Int { value.wrappingAdd(delta, ordering: .acquiringAndReleasing).newValue }
+    public func add(_ delta: Int) -> Int {
+        let new = Int(comet_fetch_add_u32(word, UInt32(delta))) + delta
+        comet_futex_wake_all(word)
+        return new
+    }
 
-    public var current: Int { value.load(ordering: .acquiring) }
+    public var current: Int { Int(comet_load_acquire_u32(word)) }
 
     /// Waits until the counter reaches `target`; past `timeout` seconds the job aborts with a report.
     public func wait(toReach target: Int, timeout: Double, _ what: @autoclosure () -> String) {
         var backoff = Backoff(timeout: timeout)
         while true {
-            let now = value.load(ordering: .acquiring)
+            let now = comet_load_acquire_u32(word)
             if now >= target { return }
-            backoff.pause("waited \(timeout) s for \(what()) to reach \(target); it holds \(now)")
+            backoff.sleep(on: Doorbell(word), seen: now, "waited \(timeout) s for \(what()) to reach \(target); it holds \(now)")
         }
+    }
+}
+
+/// A mutual-exclusion lock that can be stored in arrays and shared between threads.
+public final class Lock: Sendable {
+    private let mutex = Mutex(())
+
+    public init() {}
+
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        try mutex.withLock { _ in try body() }
     }
 }
 

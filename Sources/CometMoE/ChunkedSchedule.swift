@@ -66,8 +66,8 @@ public final class ChunkedSchedule: MoESchedule {
                 (0..<chunk.plan.expertsPerRank).map { expert in
                     { (experts: Experts) in
                         let rows = chunk.plan.expertRows(expert)
-                        experts.forwardUp(expert, rows: rows, chunk.buffers)
-                        experts.forwardDown(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
+                        return experts.forwardUp(expert, rows: rows, chunk.buffers)
+                            + experts.forwardDown(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
                     }
                 }
             },
@@ -92,10 +92,10 @@ public final class ChunkedSchedule: MoESchedule {
                 (0..<chunk.plan.expertsPerRank).map { expert in
                     { (experts: Experts) in
                         let rows = chunk.plan.expertRows(expert)
-                        experts.backwardDown(expert, rows: rows, chunk.buffers)
-                        experts.backwardUp(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
-                        experts.accumulateDownGradient(expert, rows: rows, chunk.buffers)
-                        experts.accumulateUpGradient(expert, rows: rows, chunk.buffers)
+                        return experts.backwardDown(expert, rows: rows, chunk.buffers)
+                            + experts.backwardUp(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
+                            + experts.accumulateDownGradient(expert, rows: rows, chunk.buffers)
+                            + experts.accumulateUpGradient(expert, rows: rows, chunk.buffers)
                     }
                 }
             },
@@ -113,7 +113,7 @@ public final class ChunkedSchedule: MoESchedule {
     private func pipeline(
         _ call: LayerCall,
         send: @escaping @Sendable (Chunk) throws -> Void,
-        tasks: @escaping @Sendable (Chunk) -> [@Sendable (Experts) -> Void],
+        tasks: @escaping @Sendable (Chunk) -> [@Sendable (Experts) -> Double],
         receive: @escaping @Sendable (Chunk) throws -> Void
     ) throws {
         let chunks = self.chunks, timeline = call.timeline, timeout = call.group.waitTimeout
@@ -140,7 +140,7 @@ public final class ChunkedSchedule: MoESchedule {
                 for c in chunks.indices {
                     arrived.wait(toReach: c + 1, timeout: timeout, "dispatch of chunk \(c)")
                     while let task = counters[c].take() {
-                        timeline.record(.gemm, thread: thread, "chunk \(c) expert \(task)") { work[c][task](call.experts) }
+                        timeline.recordGEMM(thread: thread, "chunk \(c) expert \(task)") { work[c][task](call.experts) }
                         if finished[c].add(1) == work[c].count { computed.raise(to: c + 1) }
                     }
                     computed.wait(toReach: c + 1, timeout: timeout, "the other GEMM threads on chunk \(c)")

@@ -9,10 +9,11 @@ import CometMPI
 /// A layer call runs `commThreads` communicator threads and `gemmThreads` GEMM
 /// threads:
 ///
-/// - layer0 (dispatch + GEMM1): communicator threads *pull* each source's rows
-///   with one-sided gets, own rank first, then rank+1, rank+2, ... and raise a
-///   per-source flag; GEMM threads compute row tiles of `tileRows` rows in the
-///   same order, each as soon as its source's rows have landed.
+/// - layer0 (dispatch + GEMM1): communicator threads *pull* rows from every
+///   source with one-sided gets, `tileRows` rows at a time, own rank first, then
+///   one tile from each of rank+1, rank+2, ... in turn, and post each tile on a
+///   `LandingBoard`; GEMM threads compute rows as soon as they have landed, own
+///   rank's first, then rank+1, rank+2, ...
 /// - layer1 (GEMM2 + combine): GEMM threads compute GEMM2 one column block of
 ///   `blockColumns` columns at a time across all local experts; communicator
 ///   threads *push* each finished block straight into the home ranks' windows and
@@ -20,9 +21,9 @@ import CometMPI
 ///   GEMM threads go on with the next block. Only the last block is exposed.
 ///
 /// Backward runs the dual patterns: the backward of combine is a dispatch (pull
-/// w * dy, row tiles of dGEMM2 and the activation), the backward of dispatch is a
-/// combine (column blocks of dx pushed home and summed); the weight-gradient GEMMs
-/// fill the tail.
+/// w * dy; row tiles of dGEMM2, the activation and dW2 as rows land), the backward
+/// of dispatch is a combine (column blocks of dx pushed home and summed); dW1
+/// fills the tail behind the last block.
 public final class CometSchedule: MoESchedule {
     public let name = "comet"
     let options: ScheduleOptions
@@ -72,13 +73,16 @@ public final class CometSchedule: MoESchedule {
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)
         }
         let buffers = self.buffers
-        let tail: [@Sendable (Experts) -> Void] = (0..<plan.expertsPerRank).flatMap { expert -> [@Sendable (Experts) -> Void] in
+        // dW2 accumulates tile by tile as dy lands; dW1 fills the tail behind the last block.
+        let tail: [@Sendable (Experts) -> Double] = (0..<plan.expertsPerRank).map { expert in
             let rows = plan.expertRows(expert)
-            return [{ $0.accumulateDownGradient(expert, rows: rows, buffers) }, { $0.accumulateUpGradient(expert, rows: rows, buffers) }]
+            return { $0.accumulateUpGradient(expert, rows: rows, buffers) }
         }
         try run(
             call, pullInto: buffers.dy,
-            rowTile: { experts, expert, rows in experts.backwardDown(expert, rows: rows, buffers) },
+            rowTile: { experts, expert, rows in
+                experts.backwardDown(expert, rows: rows, buffers) + experts.accumulateDownGradient(expert, rows: rows, buffers)
+            },
             columnBlock: { experts, expert, rows, columns in experts.backwardUp(expert, rows: rows, columns: columns, buffers) },
             tail: tail,
             pushFrom: buffers.dx,
@@ -100,9 +104,9 @@ public final class CometSchedule: MoESchedule {
     /// One phase on `commThreads + gemmThreads` threads (see the type's summary).
     private func run(
         _ call: LayerCall, pullInto received: MatrixView,
-        rowTile: @escaping @Sendable (Experts, Int, Range<Int>) -> Void,
-        columnBlock: @escaping @Sendable (Experts, Int, Range<Int>, Range<Int>) -> Void,
-        tail: [@Sendable (Experts) -> Void],
+        rowTile: @escaping @Sendable (Experts, Int, Range<Int>) -> Double,
+        columnBlock: @escaping @Sendable (Experts, Int, Range<Int>, Range<Int>) -> Double,
+        tail: [@Sendable (Experts) -> Double],
         pushFrom results: MatrixView,
         reduce: @escaping @Sendable (MatrixView, Range<Int>) -> Void
     ) throws {
@@ -110,59 +114,61 @@ public final class CometSchedule: MoESchedule {
         let (ranks, me, timeout) = (plan.ranks, plan.rank, call.group.waitTimeout)
         let (commThreads, gemmThreads, blocks, emulated) = (options.commThreads, options.gemmThreads, self.blocks, !call.link.model.isNative)
         let order = (0..<ranks).map { (me + $0) % ranks }  // own rank first, then rank+1, ...
-        let arrivals = ArrivalTimes(count: ranks)
-        let landed = (0..<ranks).map { _ in ThreadFlag() }
-        let blockDone = blocks.map { _ in ThreadFlag() }
-        let rowTasks = order.flatMap { source in
-            (0..<plan.expertsPerRank).flatMap { expert in
-                tiles(plan.receiveSegment(source: source, expert: expert), size: options.tileRows).map { (source, expert, $0) }
-            }
-        }
-        let rowCounter = TaskCounter(count: rowTasks.count), rowsDone = ThreadFlag()
+        let rowTasks = rowTileOrder(plan, order: order, tileRows: options.tileRows)
+        let board = LandingBoard(plan, order: order, respectArrivals: emulated), maxGEMMRows = 4 * options.tileRows
+        let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
+        let rowsDone = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
         let returned = returnRows, layout = self.layout
 
         try runThreads(commThreads + gemmThreads) { thread in
             if thread < commThreads {
-                // layer0: pull this thread's share of the sources, in order.
-                for (index, source) in order.enumerated() where index % commThreads == thread {
-                    try window.waitForFlag(layout.readyFlag(source: source), toReach: UInt64(phase), "rank \(source)'s rows of phase \(phase)")
-                    let bytes = plan.receiveCount(source: source) * layout.rowBytes
-                    try timeline.record(.comm, thread: thread, "pull \(bytes) B from rank \(source)") {
-                        for expert in 0..<plan.expertsPerRank {
-                            let segment = plan.receiveSegment(source: source, expert: expert)
-                            guard !segment.isEmpty else { continue }
-                            try window.get(into: received.base + segment.lowerBound * received.rowStride,
-                                           byteCount: segment.count * layout.rowBytes, fromRank: source,
-                                           offset: layout.sendOffset(row: plan.sourceOffset(source: source, expert: expert)))
-                        }
-                    }
+                // layer0: pull this thread's sources' tiles, in the order the GEMM threads take them.
+                let sources = Set(order.indices.filter { $0 % commThreads == thread }.map { order[$0] })
+                for source in sources where lastTile[source] == nil {  // nothing to pull from it
                     try window.addToFlag(layout.pulledFlag, 1, onRank: source)
-                    arrivals[source] = call.link.book(bytes: bytes, peer: source, isSelf: source == me)
-                    landed[source].raise(to: 1)
+                }
+                var ready = Set<Int>()
+                for (task, tile) in rowTasks.enumerated() where sources.contains(tile.source) {
+                    if ready.insert(tile.source).inserted {
+                        try window.waitForFlag(layout.readyFlag(source: tile.source), toReach: UInt64(phase),
+                                               "rank \(tile.source)'s rows of phase \(phase)")
+                    }
+                    let start = monotonicSeconds()
+                    try window.get(into: received.base + tile.rows.lowerBound * received.rowStride,
+                                   byteCount: tile.rows.count * layout.rowBytes, fromRank: tile.source,
+                                   offset: layout.sendOffset(row: tile.sourceRow))
+                    if lastTile[tile.source] == task { try window.addToFlag(layout.pulledFlag, 1, onRank: tile.source) }
+                    let arrival = call.link.book(bytes: tile.rows.count * layout.rowBytes, peer: tile.source, isSelf: tile.source == me)
+                    timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
+                                            "pull \(tile.rows.count) rows from rank \(tile.source)")
+                    board.land(source: tile.source, expert: tile.expert, upTo: tile.rows.upperBound, arrival: arrival)
                 }
                 // layer1: push this thread's blocks as they finish; reduce those that have come home.
                 let mine = blocks.indices.filter { $0 % commThreads == thread }
                 var pushed = 0, reduced = 0
                 var backoff = Backoff(timeout: timeout)
                 while reduced < mine.count {
-                    if pushed < mine.count, blockDone[mine[pushed]].current > 0 {
+                    let seen = window.localDoorbell?.value ?? 0
+                    if pushed < mine.count, try window.flag(layout.computedFlag(block: mine[pushed])) >= UInt64(phase) {
                         let block = mine[pushed], columns = blocks[block]
-                        try timeline.record(.comm, thread: thread, "push block \(block)") {
-                            for home in order.dropFirst() + [me] {
-                                for expert in 0..<plan.expertsPerRank {
-                                    let segment = plan.receiveSegment(source: home, expert: expert)
-                                    try window.putRows(
-                                        results.base + segment.lowerBound * results.rowStride + columns.lowerBound,
-                                        rows: segment.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
-                                        toRank: home,
-                                        offset: layout.returnOffset(row: plan.sourceOffset(source: home, expert: expert), column: columns.lowerBound),
-                                        targetStride: layout.rowBytes)
-                                }
-                                var arrival = call.link.book(bytes: plan.receiveCount(source: home) * columns.count * 4, peer: home, isSelf: home == me)
-                                try window.put(&arrival, byteCount: 8, toRank: home, offset: layout.stampOffset(block: block, source: me))
-                                try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
+                        for home in order.dropFirst() + [me] {
+                            let start = monotonicSeconds()
+                            for expert in 0..<plan.expertsPerRank {
+                                let segment = plan.receiveSegment(source: home, expert: expert)
+                                try window.putRows(
+                                    results.base + segment.lowerBound * results.rowStride + columns.lowerBound,
+                                    rows: segment.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
+                                    toRank: home,
+                                    offset: layout.returnOffset(row: plan.sourceOffset(source: home, expert: expert), column: columns.lowerBound),
+                                    targetStride: layout.rowBytes)
                             }
+                            let bytes = plan.receiveCount(source: home) * columns.count * 4
+                            var arrival = call.link.book(bytes: bytes, peer: home, isSelf: home == me)
+                            try window.put(&arrival, byteCount: 8, toRank: home, offset: layout.stampOffset(block: block, source: me))
+                            try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
+                            timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
+                                                    "push block \(block), \(bytes) B to rank \(home)")
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
@@ -178,38 +184,63 @@ public final class CometSchedule: MoESchedule {
                         reduced += 1
                         backoff = Backoff(timeout: timeout)
                     } else {
-                        backoff.pause("waited \(timeout) s in phase \(phase) for block \(mine[min(pushed, mine.count - 1)]) "
-                            + "to be computed or block \(mine[reduced]) to come home from every rank")
+                        backoff.sleep(on: window.localDoorbell, seen: seen,
+                                      "waited \(timeout) s in phase \(phase) for block \(mine[min(pushed, mine.count - 1)]) "
+                                        + "to be computed or block \(mine[reduced]) to come home from every rank")
                     }
                 }
             } else {
                 let worker = thread
-                // layer0: row tiles, in arrival order.
-                while let task = rowCounter.take() {
-                    let (source, expert, rows) = rowTasks[task]
-                    landed[source].wait(toReach: 1, timeout: timeout, "rows from rank \(source) to land (phase \(phase))")
-                    if emulated { sleep(until: arrivals[source]) }
-                    timeline.record(.gemm, thread: worker, "row tile from rank \(source), expert \(expert), \(rows.count) rows") {
-                        rowTile(call.experts, expert, rows)
+                // layer0: whatever rows have arrived, own rank's first, up to 4 tiles at once.
+                while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase) {
+                    timeline.recordGEMM(thread: worker, "rows \(work.rows) from rank \(work.source), expert \(work.expert)") {
+                        rowTile(call.experts, work.expert, work.rows)
                     }
-                    rowsDone.add(1)
+                    rowsDone.add(work.rows.count)
                 }
-                rowsDone.wait(toReach: rowTasks.count, timeout: timeout, "the other GEMM threads' row tiles")
+                rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
                 // layer1: column blocks across all local experts.
                 while let block = blockCounter.take() {
-                    timeline.record(.gemm, thread: worker, "column block \(block)") {
-                        for expert in 0..<plan.expertsPerRank {
-                            columnBlock(call.experts, expert, plan.expertRows(expert), blocks[block])
-                        }
+                    timeline.recordGEMM(thread: worker, "column block \(block)") {
+                        (0..<plan.expertsPerRank).reduce(0) { $0 + columnBlock(call.experts, $1, plan.expertRows($1), blocks[block]) }
                     }
-                    blockDone[block].raise(to: 1)
+                    try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
                 }
                 while let task = tailCounter.take() {
-                    timeline.record(.gemm, thread: worker, "weight gradient") { tail[task](call.experts) }
+                    timeline.recordGEMM(thread: worker, "weight gradient") { tail[task](call.experts) }
                 }
             }
         }
     }
+}
+
+/// A layer0 GEMM tile: rows of one (source, expert) segment of the receive buffer.
+struct RowTile: Sendable {
+    let source: Int
+    let expert: Int
+    /// Rows in the receive buffer (expert-major).
+    let rows: Range<Int>
+    /// Where they start in the source's send order.
+    let sourceRow: Int
+}
+
+/// Layer0's tiles in the order their rows arrive: this rank's own first (they
+/// need no link), then the other sources round-robin, one tile of each in turn,
+/// rank+1 first. Every link carries its tiles one after another while all links
+/// run at once, so the k-th tiles of all sources land together.
+func rowTileOrder(_ plan: RoutingPlan, order: [Int], tileRows: Int) -> [RowTile] {
+    let perSource = order.map { source in
+        (0..<plan.expertsPerRank).flatMap { expert in
+            let segment = plan.receiveSegment(source: source, expert: expert)
+            let start = plan.sourceOffset(source: source, expert: expert)
+            return tiles(segment, size: tileRows).map {
+                RowTile(source: source, expert: expert, rows: $0, sourceRow: start + $0.lowerBound - segment.lowerBound)
+            }
+        }
+    }
+    let remote = perSource.dropFirst()
+    let rounds = remote.map(\.count).max() ?? 0
+    return perSource[0] + (0..<rounds).flatMap { round in remote.compactMap { round < $0.count ? $0[round] : nil } }
 }
 
 /// Where things are in a rank's window: flags first (`SymmetricWindow`), then
@@ -230,7 +261,11 @@ struct WindowLayout: Sendable {
     var pulledFlag: Int { ranks }
     /// arrived[block] (W + 1 + block): ranks that have pushed `block` here, over all phases.
     func arrivedFlag(block: Int) -> Int { ranks + 1 + block }
-    var flagCount: Int { ranks + 1 + blocks }
+    /// computed[block] (W + 1 + blocks + block): the phase whose `block` this rank's GEMM
+    /// threads have finished. A local flag, in the window so that raising it rings
+    /// the doorbell the communicator threads sleep on.
+    func computedFlag(block: Int) -> Int { ranks + 1 + blocks + block }
+    var flagCount: Int { ranks + 1 + 2 * blocks }
 
     func sendOffset(row: Int) -> Int { row * rowBytes }
     func returnOffset(row: Int, column: Int) -> Int { (capacity + row) * rowBytes + column * MemoryLayout<Float>.stride }
@@ -244,17 +279,5 @@ struct WindowLayout: Sendable {
     }
     func returnRows(_ data: UnsafeMutableRawPointer) -> MatrixView {
         MatrixView(base: (data + returnOffset(row: 0, column: 0)).assumingMemoryBound(to: Float.self), rows: capacity, columns: modelWidth)
-    }
-}
-
-/// When each source's rows arrive, by the link model; written by the
-/// communicator thread before it raises the source's flag.
-final class ArrivalTimes: @unchecked Sendable {
-    private let times: UnsafeMutableBufferPointer<Double>
-    init(count: Int) { times = .allocate(capacity: count); times.initialize(repeating: 0) }
-    deinit { times.deallocate() }
-    subscript(source: Int) -> Double {
-        get { times[source] }
-        set { times[source] = newValue }
     }
 }

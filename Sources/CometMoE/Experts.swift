@@ -1,4 +1,5 @@
 import CometKernels
+import CometMPI
 
 /// The experts one rank holds: two-layer FFNs N -> K -> N, `count` of them,
 /// global ids `firstExpert ..< firstExpert + count`.
@@ -15,6 +16,8 @@ public final class Experts: @unchecked Sendable {
     public let down: [Matrix]
     public let upGradient: [Matrix]
     public let downGradient: [Matrix]
+    /// One lock per expert's gradients, so threads may accumulate row tiles at once.
+    private let gradientLocks: [Lock]
 
     public init(config: MoEConfig, firstExpert: Int, count: Int) {
         activation = config.activation
@@ -26,6 +29,7 @@ public final class Experts: @unchecked Sendable {
         let width = config.activation.width(hidden: config.hiddenWidth)
         upGradient = (0..<count).map { _ in Matrix(rows: config.modelWidth, columns: width) }
         downGradient = (0..<count).map { _ in Matrix(rows: config.hiddenWidth, columns: config.modelWidth) }
+        gradientLocks = (0..<count).map { _ in Lock() }
     }
 
     /// Expert `expert`'s starting weights, the same on whichever rank makes them.
@@ -41,52 +45,68 @@ public final class Experts: @unchecked Sendable {
 
     // MARK: Forward
 
+    /// Each step returns the FLOPs of its GEMMs.
+    ///
     /// GEMM1 and the activation on `rows` of local expert `expert`:
     /// a = x W1 [m, width], h = act(a) [m, K].
-    public func forwardUp(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
+    @discardableResult
+    public func forwardUp(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
         gemm(b.x.rows(rows), up[expert].view, into: b.a.rows(rows))
         activation.forward(b.a.rows(rows), into: b.h.rows(rows))
+        return flops(rows.count, b.modelWidth, b.upWidth)
     }
 
     /// GEMM2 on `rows` of `expert`, output `columns` only: y[:, cols] = h W2[:, cols].
-    public func forwardDown(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
+    @discardableResult
+    public func forwardDown(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
         gemm(b.h.rows(rows), down[expert].view.columns(columns), into: b.y.rows(rows).columns(columns))
+        return flops(rows.count, b.hiddenWidth, columns.count)
     }
 
     // MARK: Backward
 
     /// dh = dy W2ᵀ [m, K], da = dh * act'(a) [m, width] on `rows` of `expert`.
-    public func backwardDown(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
+    @discardableResult
+    public func backwardDown(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
         gemm(b.dy.rows(rows), down[expert].view, into: b.dh.rows(rows), transB: .transposed)
         activation.backward(b.a.rows(rows), b.dh.rows(rows), into: b.da.rows(rows))
+        return flops(rows.count, b.modelWidth, b.hiddenWidth)
     }
 
     /// dx[:, cols] = da W1[cols, :]ᵀ on `rows` of `expert`.
-    public func backwardUp(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
+    @discardableResult
+    public func backwardUp(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
         gemm(b.da.rows(rows), up[expert].view.rows(columns), into: b.dx.rows(rows).columns(columns), transB: .transposed)
+        return flops(rows.count, b.upWidth, columns.count)
     }
 
-    /// dW2 += hᵀ dy over all rows of `expert`.
-    public func accumulateDownGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
-        gemm(b.h.rows(rows), b.dy.rows(rows), into: downGradient[expert].view, transA: .transposed, beta: 1)
+    /// dW2 += hᵀ dy over `rows` of `expert`.
+    @discardableResult
+    public func accumulateDownGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
+        gradientLocks[expert].withLock {
+            gemm(b.h.rows(rows), b.dy.rows(rows), into: downGradient[expert].view, transA: .transposed, beta: 1)
+        }
+        return flops(b.hiddenWidth, rows.count, b.modelWidth)
     }
 
-    /// dW1 += xᵀ da over all rows of `expert`.
-    public func accumulateUpGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) {
-        guard !rows.isEmpty else { return }
-        gemm(b.x.rows(rows), b.da.rows(rows), into: upGradient[expert].view, transA: .transposed, beta: 1)
-    }
-
-    /// FLOPs of forward GEMMs on `rows` rows (GEMM1 and GEMM2).
-    public func forwardFLOPs(rows: Int, modelWidth n: Int, hiddenWidth k: Int) -> Double {
-        2 * Double(rows) * Double(n) * Double(activation.width(hidden: k) + k)
+    /// dW1 += xᵀ da over `rows` of `expert`.
+    @discardableResult
+    public func accumulateUpGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
+        guard !rows.isEmpty else { return 0 }
+        gradientLocks[expert].withLock {
+            gemm(b.x.rows(rows), b.da.rows(rows), into: upGradient[expert].view, transA: .transposed, beta: 1)
+        }
+        return flops(b.modelWidth, rows.count, b.upWidth)
     }
 }
+
+/// FLOPs of a GEMM [m, k] x [k, n].
+func flops(_ m: Int, _ k: Int, _ n: Int) -> Double { 2 * Double(m) * Double(k) * Double(n) }
 
 /// The expert side's row buffers, expert-major (see `RoutingPlan`), grown as needed.
 public final class ExpertBuffers: @unchecked Sendable {

@@ -25,6 +25,17 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var isNative: Bool { latency == 0 && bandwidth == .infinity }
 
+    /// Latency used by `balanced`.
+    public static let balancedLatency = 20e-6
+
+    /// A link on which an exchange of the busiest rank pair's `bytes` takes half
+    /// of `gemmSeconds`: dispatch plus combine then last as long as the GEMMs, the
+    /// paper's regime (communication was 47% of forward time in Megatron).
+    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int) -> LinkModel {
+        let transfer = max(gemmSeconds / 2 - balancedLatency, 1e-6)
+        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
+    }
+
     /// Seconds the link needs for `bytes` (0 for nothing sent).
     public func transferTime(bytes: Int) -> Double {
         bytes == 0 || isNative ? 0 : latency + Double(bytes) / bandwidth
@@ -33,6 +44,31 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     public var description: String {
         isNative ? "native (no pacing)"
             : String(format: "%@ (latency %.0f us, %.2f GB/s per rank pair)", name, latency * 1e6, bandwidth / 1e9)
+    }
+}
+
+/// A GPU cluster whose ratio of communication to computation a link reproduces.
+public struct DevicePreset: Sendable {
+    public let name: String
+    /// Expert-GEMM throughput one GPU reaches, FLOP/s.
+    public let gemmFLOPs: Double
+    /// Bytes per second between two GPUs while all of them exchange at once.
+    public let pairBandwidth: Double
+    /// Seconds of latency per transfer.
+    public let latency: Double
+
+    /// 8 x H800 on NVLink: about 600 TFLOP/s of bf16 expert GEMMs; 200 GB/s per
+    /// direction per GPU shared by 7 peers; a few microseconds per transfer.
+    public static let h800 = DevicePreset(name: "h800", gemmFLOPs: 600e12, pairBandwidth: 200e9 / 7, latency: 3e-6)
+    /// 8 x L20 on PCIe 4.0: about 90 TFLOP/s of bf16 GEMMs; 25 GB/s per direction
+    /// per GPU shared by 7 peers; about 10 microseconds per transfer.
+    public static let l20 = DevicePreset(name: "l20", gemmFLOPs: 90e12, pairBandwidth: 25e9 / 7, latency: 10e-6)
+
+    /// The link that gives a rank computing at `rankFLOPs` the device's ratio:
+    /// time runs slower by device FLOP/s / rank FLOP/s for transfers too.
+    public func link(rankFLOPs: Double) -> LinkModel {
+        let dilation = gemmFLOPs / rankFLOPs
+        return LinkModel(name: name, latency: latency * dilation, bandwidth: pairBandwidth / dilation)
     }
 }
 

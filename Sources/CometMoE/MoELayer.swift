@@ -12,7 +12,7 @@ public final class MoELayer {
     public let router: Router
     public let experts: Experts
     public let schedule: any MoESchedule
-    public let link: LinkClock
+    public private(set) var link: LinkClock
     /// What this rank's threads did during the last call.
     public let timeline = Timeline()
     private var saved: (x: MatrixView, call: LayerCall)?
@@ -53,6 +53,9 @@ public final class MoELayer {
             router.backward(x, call.routing, weightGradients: weightGradients, auxLossGradient: auxLossGradient, inputGradient: dx)
         }
     }
+
+    /// Paces every later transfer with `model`.
+    public func useLink(_ model: LinkModel) { link = LinkClock(model: model, ranks: group.size) }
 
     /// Sets every accumulated gradient to zero.
     public func zeroGradients() {

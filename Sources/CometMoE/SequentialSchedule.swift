@@ -24,8 +24,7 @@ public final class SequentialSchedule: MoESchedule {
         timeline.record(.local, thread: 0, "pack") { HomeRows.pack(x, plan, rows: 0..<rows, into: send) }
         try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, staging: wire, into: buffers.x) }
         try runExpertTasks(call, label: "forward") { experts, expert, rows, b in
-            experts.forwardUp(expert, rows: rows, b)
-            experts.forwardDown(expert, rows: rows, columns: 0..<b.modelWidth, b)
+            experts.forwardUp(expert, rows: rows, b) + experts.forwardDown(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
         try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.y, plan, call, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
@@ -44,12 +43,10 @@ public final class SequentialSchedule: MoESchedule {
         }
         try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, staging: wire, into: buffers.dy) }
         try runExpertTasks(call, label: "backward") { experts, expert, rows, b in
-            experts.backwardDown(expert, rows: rows, b)
-            experts.backwardUp(expert, rows: rows, columns: 0..<b.modelWidth, b)
+            experts.backwardDown(expert, rows: rows, b) + experts.backwardUp(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
         try runExpertTasks(call, label: "weight gradients", wholeExperts: true) { experts, expert, rows, b in
-            experts.accumulateDownGradient(expert, rows: rows, b)
-            experts.accumulateUpGradient(expert, rows: rows, b)
+            experts.accumulateDownGradient(expert, rows: rows, b) + experts.accumulateUpGradient(expert, rows: rows, b)
         }
         try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.dx, plan, call, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
@@ -63,7 +60,7 @@ public final class SequentialSchedule: MoESchedule {
     /// which accumulate into one matrix per expert).
     private func runExpertTasks(
         _ call: LayerCall, label: String, wholeExperts: Bool = false,
-        _ work: @escaping @Sendable (Experts, Int, Range<Int>, ExpertBuffers) -> Void
+        _ work: @escaping @Sendable (Experts, Int, Range<Int>, ExpertBuffers) -> Double
     ) throws {
         let plan = call.plan, buffers = self.buffers, experts = call.experts
         let parts = wholeExperts ? 1 : options.gemmThreads
@@ -73,7 +70,7 @@ public final class SequentialSchedule: MoESchedule {
         }
         try parallelFor(threads: options.gemmThreads, count: tasks.count) { task, thread in
             let (expert, rows) = tasks[task]
-            call.timeline.record(.gemm, thread: 1 + thread, label) { work(experts, expert, rows, buffers) }
+            call.timeline.recordGEMM(thread: 1 + thread, label) { work(experts, expert, rows, buffers) }
         }
     }
 }

@@ -1,6 +1,10 @@
 import CometMPI
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What a worker thread was doing.
 public enum ActivityKind: String, Sendable, Codable {
     /// An expert GEMM tile (with its activation).
@@ -15,8 +19,13 @@ public enum ActivityKind: String, Sendable, Codable {
 public struct Activity: Sendable {
     public let kind: ActivityKind
     public let thread: Int
+    /// Wall-clock interval, seconds on the monotonic clock.
     public let start: Double
     public let end: Double
+    /// Seconds the thread actually ran (it may share its core with other ranks).
+    public let cpuSeconds: Double
+    /// FLOPs of the GEMMs in it (GEMM activities only).
+    public let flops: Double
     public let label: String
 }
 
@@ -30,9 +39,28 @@ public final class Timeline: Sendable {
     /// Runs `body` and records it as `kind` on `thread`.
     @discardableResult
     public func record<T>(_ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String = "", _ body: () throws -> T) rethrows -> T {
-        let start = monotonicSeconds()
+        try measure(kind, thread: thread, label(), flops: { _ in 0 }, body)
+    }
+
+    /// Records a transfer on `thread` that ran from `start` until `end` (its arrival
+    /// by the link model, which may lie after the copy itself has finished).
+    public func recordTransfer(thread: Int, start: Double, end: Double, _ label: @autoclosure () -> String) {
+        let activity = Activity(kind: .comm, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label())
+        activities.withLock { $0.append(activity) }
+    }
+
+    /// Runs `body`, which returns its FLOPs, and records it as a GEMM activity on `thread`.
+    public func recordGEMM(thread: Int, _ label: @autoclosure () -> String, _ body: () -> Double) {
+        measure(.gemm, thread: thread, label(), flops: { $0 }, body)
+    }
+
+    private func measure<T>(
+        _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, flops: (T) -> Double, _ body: () throws -> T
+    ) rethrows -> T {
+        let (start, cpuStart) = (monotonicSeconds(), threadCPUSeconds())
         let result = try body()
-        let activity = Activity(kind: kind, thread: thread, start: start, end: monotonicSeconds(), label: label())
+        let activity = Activity(kind: kind, thread: thread, start: start, end: monotonicSeconds(),
+                                cpuSeconds: threadCPUSeconds() - cpuStart, flops: flops(result), label: label())
         activities.withLock { $0.append(activity) }
         return result
     }
@@ -40,6 +68,13 @@ public final class Timeline: Sendable {
     public func reset() { activities.withLock { $0.removeAll(keepingCapacity: true) } }
 
     public var all: [Activity] { activities.withLock { $0 } }
+
+    /// GFLOP/s of the GEMM activities while their threads ran (FLOPs / CPU seconds).
+    public var gemmGFLOPsPerThread: Double {
+        let gemms = all.filter { $0.kind == .gemm && $0.flops > 0 }
+        let cpu = gemms.reduce(0) { $0 + $1.cpuSeconds }
+        return cpu > 0 ? gemms.reduce(0) { $0 + $1.flops } / cpu / 1e9 : 0
+    }
 
     /// Seconds during which at least one thread did `kind` (the union of intervals).
     public func busySeconds(_ kind: ActivityKind) -> Double {
@@ -57,4 +92,11 @@ public final class Timeline: Sendable {
         if let open = current { total += open.1 - open.0 }
         return total
     }
+}
+
+/// CPU seconds the calling thread has run.
+func threadCPUSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
 }

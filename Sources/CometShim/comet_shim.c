@@ -1,5 +1,10 @@
 #include "comet_shim.h"
 
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 MPI_Comm comet_comm_world(void) { return MPI_COMM_WORLD; }
 MPI_Comm comet_comm_null(void) { return MPI_COMM_NULL; }
 MPI_Info comet_info_null(void) { return MPI_INFO_NULL; }
@@ -31,4 +36,13 @@ bool comet_cpu_has_avx512(void) {
 bool comet_cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+void comet_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec timeout = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0);
+}
+
+void comet_futex_wake_all(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }

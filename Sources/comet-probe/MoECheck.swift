@@ -114,5 +114,3 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     return norm == 0 ? difference.squareRoot() : (difference / norm).squareRoot()
 }
 
-extension ScheduleKind: ExpressibleByArgument {}
-extension Activation: ExpressibleByArgument {}

@@ -48,6 +48,23 @@ static inline void comet_fence_seq_cst(void) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+// MARK: Doorbells: 32-bit words that waiters sleep on (Linux futexes)
+
+static inline uint32_t comet_load_acquire_u32(const uint32_t *word) {
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+static inline void comet_store_release_u32(uint32_t *word, uint32_t value) {
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+}
+static inline uint32_t comet_fetch_add_u32(uint32_t *word, uint32_t delta) {
+    return __atomic_fetch_add(word, delta, __ATOMIC_ACQ_REL);
+}
+/// Sleeps while `*word == expected`, for at most `timeout_ns`; returns early on a
+/// wake-up, a change or a signal. Works across processes on shared memory.
+void comet_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+/// Wakes every thread sleeping on `word`, in any process.
+void comet_futex_wake_all(uint32_t *word);
+
 // MARK: Output
 
 /// Writes `text` to standard error and flushes it (Swift 6 cannot touch `stderr`).

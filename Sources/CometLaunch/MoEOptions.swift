@@ -1,0 +1,47 @@
+import ArgumentParser
+import CometKernels
+import CometMoE
+
+/// The MoE layer's shape on the command line.
+public struct MoEOptions: ParsableArguments {
+    @Option(help: "Tokens each rank routes (T).") public var tokens = 1024
+    @Option(help: "Model width (N).") public var modelWidth = 512
+    @Option(help: "Expert FFN width (K).") public var hiddenWidth = 1024
+    @Option(help: "Experts (E), sharded over the expert-parallel ranks.") public var experts = 8
+    @Option(help: "Experts per token.") public var topK = 2
+    @Option(help: "gelu or swiglu.") public var activation: Activation = .gelu
+    @Option(help: "Standard deviation of the per-expert share of tokens (0 to 0.5).") public var imbalance = 0.0
+    @Option(help: "Seed for weights and tokens.") public var seed: UInt64 = 1
+
+    public init() {}
+
+    public var config: MoEConfig {
+        var config = MoEConfig()
+        (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokens, modelWidth, hiddenWidth)
+        (config.experts, config.topK, config.activation) = (experts, topK, activation)
+        (config.imbalance, config.seed) = (imbalance, seed)
+        return config
+    }
+}
+
+/// Threads and tiles of the schedules on the command line.
+public struct ScheduleFlags: ParsableArguments {
+    @Option(help: "Communicator threads per rank (comet).") public var commThreads = 1
+    @Option(help: "GEMM threads per rank.") public var gemmThreads = 1
+    @Option(help: "Rows per layer0 GEMM tile (comet).") public var tileRows = 128
+    @Option(help: "Columns per layer1 column block (comet).") public var blockColumns = 128
+    @Flag(help: "Use MPI_Put/MPI_Get windows even on one node (comet).") public var forcePutGet = false
+
+    public init() {}
+
+    /// The options, with `chunks` for the chunked schedule.
+    public func options(chunks: Int) -> ScheduleOptions {
+        var options = ScheduleOptions()
+        (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
+        (options.blockColumns, options.chunks) = (blockColumns, chunks)
+        return options
+    }
+}
+
+extension ScheduleKind: ExpressibleByArgument {}
+extension Activation: ExpressibleByArgument {}

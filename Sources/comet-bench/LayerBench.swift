@@ -1,0 +1,164 @@
+import ArgumentParser
+import CometKernels
+import CometLaunch
+import CometMPI
+import CometMoE
+import Foundation
+
+/// One MoE layer, forward and backward, under each schedule on the same tokens
+/// and weights, interleaved, side by side in one run.
+struct LayerBench: RankCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "layer",
+        abstract: "Time the MoE layer under sequential, chunked and comet schedules in one run.",
+        discussion: """
+            Links: native (no pacing), balanced (calibrated in this run so that sequential communicates \
+            about as long as it computes), h800 or l20 (the GPU cluster's ratio of communication to \
+            computation, scaled to this machine's measured GEMM speed).
+            """)
+
+    enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
+        case native, balanced, h800, l20
+    }
+
+    @Option(help: "Schedules to run (repeatable; default all three).") var schedule: [ScheduleKind] = ScheduleKind.allCases
+    @Option(help: "Chunk counts for the chunked schedule, comma-separated.") var chunks = "2,4,8"
+    @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
+    @Option(help: "Measured iterations per schedule.") var iterations = 5
+    @Option(help: "Warm-up iterations per schedule.") var warmup = 1
+    @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @OptionGroup var moe: MoEOptions
+    @OptionGroup var flags: ScheduleFlags
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup not negative") }
+        guard !chunkCounts.isEmpty, chunkCounts.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--chunks takes positive whole numbers separated by commas, e.g. 2,4,8")
+        }
+    }
+
+    var chunkCounts: [Int] { chunks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    /// One schedule as measured: a kind with its options.
+    struct Variant {
+        let label: String
+        let kind: ScheduleKind
+        let layer: MoELayer
+    }
+
+    func run(on context: RankContext) throws {
+        let world = context.world
+        let config = moe.config
+        try config.validate(expertParallel: world.size)
+        var variants: [Variant] = []
+        for kind in schedule {
+            for d in kind == .chunked ? chunkCounts : [1] {
+                let options = flags.options(chunks: d)
+                let layer = try MoELayer(config: config, group: world,
+                                         schedule: kind.make(config: config, options: options, group: world, forcePutGet: flags.forcePutGet),
+                                         link: .native)
+                variants.append(Variant(label: kind == .chunked ? "chunked d=\(d)" : kind.rawValue, kind: kind, layer: layer))
+            }
+        }
+        var generator = SeededGenerator(seed: moe.seed &+ 7919 &* UInt64(world.rank + 1))
+        let x = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
+        let y = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
+        let dy = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
+        let dx = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
+        x.randomize(scale: 1, &generator)
+        dy.randomize(scale: 1, &generator)
+
+        let calibration = try calibrate(world, config: config, x: x, y: y)
+        let model: LinkModel = switch link {
+        case .native: .native
+        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes)
+        case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
+        case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
+        }
+        for variant in variants { variant.layer.useLink(model) }
+
+        var samples = [[Sample]](repeating: [], count: variants.count)
+        for iteration in 0..<(warmup + iterations) {
+            for offset in variants.indices {
+                let index = (offset + iteration) % variants.count  // rotate, so no schedule always runs first
+                let sample = try measure(variants[index].layer, world, x: x, y: y, dy: dy, dx: dx)
+                if iteration >= warmup { samples[index].append(sample) }
+            }
+        }
+        let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
+        let tile = try SelfCheck.onRankZeroAlone(world) {
+            OpenBLAS.measureGFLOPs(m: flags.tileRows, n: config.activation.width(hidden: config.hiddenWidth), k: config.modelWidth, seconds: 0.3)
+        }
+        guard world.rank == 0 else { return }
+        let report = LayerReport(
+            variants: variants.map(\.label), samples: samples, config: config, options: flags.options(chunks: 1),
+            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: context.blas.summary,
+            tileGFLOPs: tile)
+        report.print()
+        if let json { try writeJSON(report.json, to: json) }
+    }
+
+    /// What the balanced link and the device presets are derived from: sequential's
+    /// forward on a native link, measured on every rank (slowest rank counts).
+    struct Calibration: Codable {
+        /// GEMM seconds of one forward.
+        let gemmSeconds: Double
+        /// Bytes of the busiest rank pair's exchange (either direction).
+        let busiestPairBytes: Int
+        /// One rank's GEMM FLOP/s, wall clock.
+        let rankFLOPs: Double
+    }
+
+    private func calibrate(_ world: Communicator, config: MoEConfig, x: Matrix, y: Matrix) throws -> Calibration {
+        let layer = try MoELayer(config: config, group: world,
+                                 schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world),
+                                 link: .native)
+        var seconds: [Double] = [], flops = 0.0
+        var bytes = 0
+        for _ in 0..<3 {
+            try world.barrier()
+            let routing = try layer.forward(x.view, into: y.view)
+            let plan = try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: world)
+            bytes = (0..<world.size).filter { $0 != world.rank }
+                .map { max(plan.sendRange(destination: $0).count, plan.receiveCount(source: $0)) }.max().map { $0 * config.modelWidth * 4 } ?? 0
+            seconds.append(try world.allReduce(layer.timeline.busySeconds(.gemm), .max))
+            flops = layer.timeline.all.reduce(0) { $0 + $1.flops }
+        }
+        let gemmSeconds = seconds.sorted()[1]
+        return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
+                           rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
+    }
+
+    /// One forward and backward of one schedule, each timed between barriers.
+    struct Sample {
+        let forward: Double, backward: Double, comm: Double, gemm: Double, gemmGFLOPs: Double
+    }
+
+    private func measure(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Sample {
+        layer.zeroGradients()
+        try world.barrier()
+        var start = monotonicSeconds()
+        try layer.forward(x.view, into: y.view)
+        try world.barrier()
+        let forward = monotonicSeconds() - start
+        let (forwardComm, forwardGEMM) = (layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm))
+        let forwardRate = layer.timeline.gemmGFLOPsPerThread
+        start = monotonicSeconds()
+        try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
+        try world.barrier()
+        let backward = monotonicSeconds() - start
+        let comm = try world.allReduce(forwardComm + layer.timeline.busySeconds(.comm), .max)
+        let gemm = try world.allReduce(forwardGEMM + layer.timeline.busySeconds(.gemm), .max)
+        let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)
+        return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
+                      comm: comm, gemm: gemm, gemmGFLOPs: rate)
+    }
+}
+
+/// Peak resident memory of this process, KiB.
+func peakResidentKiB() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss
+}

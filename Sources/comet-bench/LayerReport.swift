@@ -1,0 +1,90 @@
+import CometMoE
+import Foundation
+
+/// The figures of `comet-bench layer`: medians per schedule, compared with sequential.
+struct LayerReport {
+    let variants: [String]
+    let samples: [[LayerBench.Sample]]
+    let config: MoEConfig
+    let options: ScheduleOptions
+    let ranks: Int
+    let link: LinkModel
+    let calibration: LayerBench.Calibration
+    let peakRSSKiB: Int
+    let blas: String
+    /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
+    let tileGFLOPs: Double
+
+    struct Row: Encodable {
+        let schedule: String
+        let forward_ms: Double
+        let backward_ms: Double
+        let total_ms: Double
+        let comm_ms: Double
+        let gemm_ms: Double
+        /// Sequential's total time / this schedule's.
+        let speedup: Double
+        /// (T_sequential - T_schedule) / T_comm_sequential, as the Comet paper defines it.
+        let hidden_fraction: Double
+        /// GEMM FLOPs per CPU second of the GEMM threads, GFLOP/s.
+        let gemm_gflops_per_thread: Double
+    }
+
+    struct JSON: Encodable {
+        let ranks: Int
+        let config: MoEConfig
+        let options: ScheduleOptions
+        let link: LinkModel
+        let calibration: LayerBench.Calibration
+        let peak_rss_kib_per_rank: Int
+        let blas: String
+        let single_thread_tile_gflops: Double
+        let schedules: [Row]
+    }
+
+    var rows: [Row] {
+        let medians = samples.map { runs -> (forward: Double, backward: Double, comm: Double, gemm: Double, rate: Double) in
+            (median(runs.map(\.forward)), median(runs.map(\.backward)), median(runs.map(\.comm)),
+             median(runs.map(\.gemm)), median(runs.map(\.gemmGFLOPs)))
+        }
+        let baseline = variants.firstIndex(of: "sequential").map { medians[$0] }
+        return zip(variants, medians).map { name, m in
+            let total = m.forward + m.backward
+            let sequentialTotal = baseline.map { $0.forward + $0.backward } ?? .nan
+            return Row(schedule: name, forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
+                       comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, speedup: sequentialTotal / total,
+                       hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
+                       gemm_gflops_per_thread: m.rate)
+        }
+    }
+
+    var json: JSON {
+        JSON(ranks: ranks, config: config, options: options, link: link, calibration: calibration,
+             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, schedules: rows)
+    }
+
+    func print() {
+        Swift.print("""
+            comet-bench layer: \(ranks) ranks, T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
+            E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
+            link: \(link)
+            threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM; \
+            comet tiles \(options.tileRows) rows, blocks \(options.blockColumns) columns
+            BLAS: \(blas)
+            medians of \(samples.first?.count ?? 0) iterations, forward + backward:
+            """)
+        Swift.print("schedule          forward ms  backward ms  total ms  comm ms  gemm ms  speedup  hidden  GEMM GFLOP/s/thread")
+        for row in rows {
+            Swift.print(padded(row.schedule, 16) + String(
+                format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",
+                row.forward_ms, row.backward_ms, row.total_ms, row.comm_ms, row.gemm_ms, row.speedup,
+                100 * row.hidden_fraction, row.gemm_gflops_per_thread, 100 * row.gemm_gflops_per_thread / tileGFLOPs, tileGFLOPs))
+        }
+        Swift.print("peak RSS per rank: \(peakRSSKiB / 1024) MiB")
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+}
