@@ -38,6 +38,7 @@ let package = Package(
 
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
+        .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels"]),
         .testTarget(name: "MultiRankTests", dependencies: []),
     ]
 )

@@ -1,5 +1,6 @@
 import CMPI
 import CometShim
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -85,8 +86,16 @@ public enum MPIRuntime {
         return nil
     }
 
+    /// Set by the first thread that aborts the job.
+    private static let aborting = Atomic<Bool>(false)
+
     /// Prints `report` to standard error, prefixed with this rank, and aborts every rank.
+    /// Only the first caller in a process does so (Open MPI's abort is not safe to
+    /// call from several threads at once); later callers wait for the end.
     public static func abortJob(_ report: String, code: Int32 = 70) -> Never {
+        if aborting.exchange(true, ordering: .acquiringAndReleasing) {
+            while true { pause() }
+        }
         let line = "comet: rank \(worldRank): \(report); aborting the job\n"
         comet_write_stderr(line)
         if isActive { MPI_Abort(comet_comm_world(), code) }

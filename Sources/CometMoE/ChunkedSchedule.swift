@@ -8,28 +8,36 @@ import CometMPI
 public final class ChunkedSchedule: MoESchedule {
     public let name = "chunked"
     let options: ScheduleOptions
-    let config: MoEConfig
 
-    /// One chunk's plan and buffers, kept from forward to backward.
+    /// One chunk's buffers, reused from call to call.
+    final class ChunkBuffers: @unchecked Sendable {
+        let send: RowBuffer, returned: RowBuffer, wire: RowBuffer
+        let expert: ExpertBuffers
+
+        init(config: MoEConfig) {
+            let n = config.modelWidth
+            (send, returned, wire) = (RowBuffer(columns: n), RowBuffer(columns: n), RowBuffer(columns: n))
+            expert = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
+        }
+    }
+
+    /// One chunk of a layer call: its tokens, plan and buffers, kept from forward to backward.
     final class Chunk: @unchecked Sendable {
         let tokens: Range<Int>
         let plan: RoutingPlan
         let weights: [Float]
         let send: MatrixView, returned: MatrixView, wire: MatrixView
         let buffers: ExpertBuffers
-        private let storage: [RowBuffer]
 
-        init(tokens: Range<Int>, plan: RoutingPlan, weights: [Float], config: MoEConfig) {
+        init(tokens: Range<Int>, plan: RoutingPlan, weights: [Float], buffers: ChunkBuffers) {
             self.tokens = tokens
             self.plan = plan
             self.weights = weights
-            let n = config.modelWidth
-            storage = (0..<3).map { _ in RowBuffer(columns: n) }
-            send = storage[0].rows(plan.tokens * plan.topK)
-            returned = storage[1].rows(plan.tokens * plan.topK)
-            wire = storage[2].rows(plan.receivedRows)
-            buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
-            buffers.reserve(rows: plan.receivedRows)
+            send = buffers.send.rows(plan.tokens * plan.topK)
+            returned = buffers.returned.rows(plan.tokens * plan.topK)
+            wire = buffers.wire.rows(plan.receivedRows)
+            buffers.expert.reserve(rows: plan.receivedRows)
+            self.buffers = buffers.expert
         }
 
         func call(_ whole: LayerCall) -> LayerCall {
@@ -38,10 +46,11 @@ public final class ChunkedSchedule: MoESchedule {
     }
 
     private var chunks: [Chunk] = []
+    private let storage: [ChunkBuffers]
 
     public init(config: MoEConfig, options: ScheduleOptions) {
-        self.config = config
         self.options = options
+        storage = (0..<options.chunks).map { _ in ChunkBuffers(config: config) }
     }
 
     public func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws {
@@ -49,11 +58,11 @@ public final class ChunkedSchedule: MoESchedule {
         chunks = try call.timeline.record(.comm, thread: 0, "chunk plans") {
             try tiles(0..<call.plan.tokens, size: (call.plan.tokens + options.chunks - 1) / options.chunks)
                 .padded(to: options.chunks)
-                .map { tokens in
+                .enumerated().map { index, tokens in
                     let slots = (tokens.lowerBound * k)..<(tokens.upperBound * k)
                     let plan = try RoutingPlan(choices: Array(call.routing.choices[slots]), tokens: tokens.count, topK: k,
                                                experts: call.routing.experts, group: call.group)
-                    return Chunk(tokens: tokens, plan: plan, weights: Array(call.routing.weights[slots]), config: config)
+                    return Chunk(tokens: tokens, plan: plan, weights: Array(call.routing.weights[slots]), buffers: storage[index])
                 }
         }
         try pipeline(

@@ -227,13 +227,16 @@ struct RowTile: Sendable {
 /// Layer0's tiles in the order their rows arrive: this rank's own first (they
 /// need no link), then the other sources round-robin, one tile of each in turn,
 /// rank+1 first. Every link carries its tiles one after another while all links
-/// run at once, so the k-th tiles of all sources land together.
+/// run at once, so the k-th tiles of all sources land together. A remote
+/// source's tiles start at a quarter of `tileRows` and double up to it, so that
+/// the first remote rows land soon after the own rank's GEMMs begin.
 func rowTileOrder(_ plan: RoutingPlan, order: [Int], tileRows: Int) -> [RowTile] {
     let perSource = order.map { source in
         (0..<plan.expertsPerRank).flatMap { expert in
             let segment = plan.receiveSegment(source: source, expert: expert)
             let start = plan.sourceOffset(source: source, expert: expert)
-            return tiles(segment, size: tileRows).map {
+            let pieces = source == order[0] ? tiles(segment, size: tileRows) : rampedTiles(segment, first: tileRows / 4, size: tileRows)
+            return pieces.map {
                 RowTile(source: source, expert: expert, rows: $0, sourceRow: start + $0.lowerBound - segment.lowerBound)
             }
         }

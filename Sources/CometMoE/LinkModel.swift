@@ -28,11 +28,11 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     /// Latency used by `balanced`.
     public static let balancedLatency = 20e-6
 
-    /// A link on which an exchange of the busiest rank pair's `bytes` takes half
-    /// of `gemmSeconds`: dispatch plus combine then last as long as the GEMMs, the
-    /// paper's regime (communication was 47% of forward time in Megatron).
-    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int) -> LinkModel {
-        let transfer = max(gemmSeconds / 2 - balancedLatency, 1e-6)
+    /// A link on which `exchanges` exchanges of the busiest rank pair's `bytes`
+    /// together last `gemmSeconds`: communication then takes as long as the GEMMs,
+    /// the paper's regime (communication was 47% of forward time in Megatron).
+    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int, exchanges: Int) -> LinkModel {
+        let transfer = max(gemmSeconds / Double(exchanges) - balancedLatency, 1e-6)
         return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
     }
 

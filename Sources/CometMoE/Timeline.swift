@@ -54,6 +54,7 @@ public final class Timeline: Sendable {
         measure(.gemm, thread: thread, label(), flops: { $0 }, body)
     }
 
+    @discardableResult
     private func measure<T>(
         _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, flops: (T) -> Double, _ body: () throws -> T
     ) rethrows -> T {
@@ -77,8 +78,11 @@ public final class Timeline: Sendable {
     }
 
     /// Seconds during which at least one thread did `kind` (the union of intervals).
-    public func busySeconds(_ kind: ActivityKind) -> Double {
-        let intervals = all.filter { $0.kind == kind }.map { ($0.start, $0.end) }.sorted { $0.0 < $1.0 }
+    public func busySeconds(_ kind: ActivityKind) -> Double { Timeline.busySeconds(kind, in: all) }
+
+    /// Seconds during which at least one of `activities` was of `kind`.
+    public static func busySeconds(_ kind: ActivityKind, in activities: [Activity]) -> Double {
+        let intervals = activities.filter { $0.kind == kind }.map { ($0.start, $0.end) }.sorted { $0.0 < $1.0 }
         var total = 0.0
         var current: (Double, Double)?
         for interval in intervals {

@@ -28,3 +28,15 @@ public func parallelFor(threads: Int, count: Int, _ body: @escaping @Sendable (_
 public func tiles(_ rows: Range<Int>, size: Int) -> [Range<Int>] {
     stride(from: rows.lowerBound, to: rows.upperBound, by: max(size, 1)).map { $0..<min($0 + max(size, 1), rows.upperBound) }
 }
+
+/// `rows` cut into consecutive tiles that start at `first` rows and double up to `size`.
+public func rampedTiles(_ rows: Range<Int>, first: Int, size: Int) -> [Range<Int>] {
+    var result: [Range<Int>] = []
+    var start = rows.lowerBound, length = max(1, min(first, size))
+    while start < rows.upperBound {
+        result.append(start..<min(start + length, rows.upperBound))
+        start += length
+        length = min(2 * length, max(size, 1))
+    }
+    return result
+}

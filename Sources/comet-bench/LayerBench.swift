@@ -12,8 +12,8 @@ struct LayerBench: RankCommand {
         commandName: "layer",
         abstract: "Time the MoE layer under sequential, chunked and comet schedules in one run.",
         discussion: """
-            Links: native (no pacing), balanced (calibrated in this run so that sequential communicates \
-            about as long as it computes), h800 or l20 (the GPU cluster's ratio of communication to \
+            Links: native (no pacing), balanced (calibrated in this run so that sequential, forward plus \
+            backward, communicates about as long as it computes), h800 or l20 (the GPU cluster's ratio of communication to \
             computation, scaled to this machine's measured GEMM speed).
             """)
 
@@ -69,10 +69,10 @@ struct LayerBench: RankCommand {
         x.randomize(scale: 1, &generator)
         dy.randomize(scale: 1, &generator)
 
-        let calibration = try calibrate(world, config: config, x: x, y: y)
+        let calibration = try calibrate(world, config: config, x: x, y: y, dy: dy, dx: dx)
         let model: LinkModel = switch link {
         case .native: .native
-        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes)
+        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
         case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
         case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
         }
@@ -100,9 +100,9 @@ struct LayerBench: RankCommand {
     }
 
     /// What the balanced link and the device presets are derived from: sequential's
-    /// forward on a native link, measured on every rank (slowest rank counts).
+    /// forward and backward on a native link, measured on every rank (slowest rank counts).
     struct Calibration: Codable {
-        /// GEMM seconds of one forward.
+        /// GEMM seconds of one forward and backward.
         let gemmSeconds: Double
         /// Bytes of the busiest rank pair's exchange (either direction).
         let busiestPairBytes: Int
@@ -110,7 +110,7 @@ struct LayerBench: RankCommand {
         let rankFLOPs: Double
     }
 
-    private func calibrate(_ world: Communicator, config: MoEConfig, x: Matrix, y: Matrix) throws -> Calibration {
+    private func calibrate(_ world: Communicator, config: MoEConfig, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Calibration {
         let layer = try MoELayer(config: config, group: world,
                                  schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world),
                                  link: .native)
@@ -119,11 +119,14 @@ struct LayerBench: RankCommand {
         for _ in 0..<3 {
             try world.barrier()
             let routing = try layer.forward(x.view, into: y.view)
+            let forward = layer.timeline.all
+            try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
             let plan = try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: world)
             bytes = (0..<world.size).filter { $0 != world.rank }
                 .map { max(plan.sendRange(destination: $0).count, plan.receiveCount(source: $0)) }.max().map { $0 * config.modelWidth * 4 } ?? 0
-            seconds.append(try world.allReduce(layer.timeline.busySeconds(.gemm), .max))
-            flops = layer.timeline.all.reduce(0) { $0 + $1.flops }
+            let gemm = Timeline.busySeconds(.gemm, in: forward) + layer.timeline.busySeconds(.gemm)
+            seconds.append(try world.allReduce(gemm, .max))
+            flops = (forward + layer.timeline.all).reduce(0) { $0 + $1.flops }
         }
         let gemmSeconds = seconds.sorted()[1]
         return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),

@@ -5,7 +5,8 @@ import CometMPI
 import CometMoE
 
 /// Every schedule's forward output and gradients against the single-process
-/// reference layer, over all ranks' tokens.
+/// reference layer, over all ranks' tokens. With `--stall-rank` it checks instead
+/// that a rank that never runs the layer ends the job with a deadline report.
 struct MoECheck: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe", abstract: "MoE schedules against the single-process reference, forward and backward.")
@@ -32,6 +33,11 @@ struct MoECheck: RankCommand {
     @Option var chunks = 3
     @Flag(help: "Emulate a slow link (50 us, 0.5 GB/s) instead of the native one.") var slowLink = false
     @Flag(help: "Use MPI_Put/MPI_Get even on one node.") var forcePutGet = false
+    @Flag(help: ArgumentHelp(
+        "The last rank sets up the layer and agrees its routing plan, then never runs the schedule.",
+        discussion: "The other ranks wait for it inside the first schedule until --wait-timeout passes; "
+            + "the job must then abort with a report of what they waited for, not hang."))
+    var stallRank = false
     @OptionGroup var runtime: RuntimeOptions
 
     static let tolerance = 1e-5
@@ -46,6 +52,7 @@ struct MoECheck: RankCommand {
         (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
         (options.blockColumns, options.chunks) = (blockColumns, chunks)
         try config.validate(expertParallel: world.size)
+        if stallRank && world.size < 2 { throw UsageError("--stall-rank needs at least 2 ranks") }
         let link = slowLink ? LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9) : .native
 
         // Every rank builds every rank's tokens and the reference from the same seeds.
@@ -64,6 +71,7 @@ struct MoECheck: RankCommand {
                                      schedule: kind.make(config: config, options: options, group: world, forcePutGet: forcePutGet),
                                      link: link)
             steer(layer.router)
+            if stallRank && me == world.size - 1 { try stall(layer, xs[me]) }
             let y = Matrix(rows: counts[me], columns: modelWidth), dx = Matrix(rows: counts[me], columns: modelWidth)
             // Twice, so that the second call reuses every buffer and flag.
             for _ in 0..<2 {
@@ -89,6 +97,17 @@ struct MoECheck: RankCommand {
         announce(world, "moe: passed on \(world.size) ranks, schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
             + "routing \(routing.rawValue), top-k \(topK), max relative error \(String(format: "%.1e", worst)) "
             + "(tolerance \(String(format: "%.0e", Self.tolerance)))")
+    }
+
+    /// `--stall-rank` on the last rank: joins the collective steps of the layer that
+    /// come before the schedule (the window, built with the layer, and the routing
+    /// plan's count exchange), so that its peers get into the schedule, and then
+    /// waits in a barrier that none of them reaches until the job is aborted.
+    private func stall(_ layer: MoELayer, _ x: Matrix) throws -> Never {
+        _ = try RoutingPlan(choices: layer.router.forward(x.view).choices, tokens: x.rows, topK: topK, experts: experts,
+                            group: layer.group)
+        try layer.group.withWaitTimeout(600).barrier()
+        MPIRuntime.abortJob("--stall-rank: the stalled rank's barrier returned, so its peers left the schedule without it")
     }
 
     private func steer(_ router: Router) {

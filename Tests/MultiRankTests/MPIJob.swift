@@ -64,3 +64,14 @@ struct MPIJob {
         stderr.split(separator: "\n").filter { $0.contains(text) }.count
     }
 }
+
+/// Runs `comet-probe SCENARIO` on `ranks` ranks and expects exit status 0 and
+/// `expected` in its standard output.
+func expectPass(
+    ranks: Int, _ scenario: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line
+) throws {
+    let job = try MPIJob.run(ranks: ranks, "comet-probe", scenario)
+    XCTAssertFalse(job.timedOut, "timed out: \(job.transcript)", file: file, line: line)
+    XCTAssertEqual(job.status, 0, job.transcript, file: file, line: line)
+    XCTAssertTrue(job.stdout.contains(expected), "expected '\(expected)' in \(job.transcript)", file: file, line: line)
+}

@@ -2,15 +2,6 @@ import XCTest
 
 /// The runtime on live jobs of 1 to 8 ranks, through `comet-probe` and `comet-train`.
 final class RuntimeTests: XCTestCase {
-    private func expectPass(
-        ranks: Int, _ scenario: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line
-    ) throws {
-        let job = try MPIJob.run(ranks: ranks, "comet-probe", scenario)
-        XCTAssertFalse(job.timedOut, "timed out: \(job.transcript)", file: file, line: line)
-        XCTAssertEqual(job.status, 0, job.transcript, file: file, line: line)
-        XCTAssertTrue(job.stdout.contains(expected), "expected '\(expected)' in \(job.transcript)", file: file, line: line)
-    }
-
     func testWindowRoundTripsOnBothPaths() throws {
         for ranks in [1, 2, 4, 8] {
             try expectPass(ranks: ranks, ["window"], "window: passed on \(ranks) ranks, path direct")

@@ -1,0 +1,73 @@
+import CometKernels
+import CometMoE
+import Foundation
+import XCTest
+
+/// `Router.forward` against an independent softmax and top-k in Double.
+final class RouterTests: XCTestCase {
+    private let (tokens, modelWidth) = (40, 6)
+
+    private func router(experts: Int, topK: Int) -> Router {
+        var config = MoEConfig()
+        (config.modelWidth, config.experts, config.topK) = (modelWidth, experts, topK)
+        config.imbalance = 0.2  // a bias that makes the shares uneven
+        return Router(config: config)
+    }
+
+    func testRoutingInvariants() {
+        for (experts, topK) in [(8, 3), (4, 1), (4, 4)] {
+            let router = router(experts: experts, topK: topK)
+            let x = randomMatrix(rows: tokens, columns: modelWidth, seed: 21)
+            let routing = router.forward(x.view)
+            let label = "E = \(experts), top-k \(topK)"
+            XCTAssertEqual(routing.choices.count, tokens * topK, label)
+            var load = [Int](repeating: 0, count: experts)
+            var meanProbability = [Double](repeating: 0, count: experts)
+            for token in 0..<tokens {
+                // softmax(x Wg + bias), in Double.
+                let logits = (0..<experts).map { e in
+                    (0..<modelWidth).reduce(Double(router.bias[e])) { $0 + Double(x.view[token, $1]) * Double(router.gate.view[$1, e]) }
+                }
+                let exponentials = logits.map { exp($0 - logits.max()!) }
+                let probabilities = exponentials.map { $0 / exponentials.reduce(0, +) }
+                for e in 0..<experts {
+                    XCTAssertEqual(Double(routing.probabilities.view[token, e]), probabilities[e], accuracy: 1e-6, label)
+                    meanProbability[e] += probabilities[e] / Double(tokens)
+                }
+
+                let slots = (token * topK)..<((token + 1) * topK)
+                let chosen = Array(routing.choices[slots])
+                XCTAssertTrue(chosen.allSatisfy { (0..<experts).contains($0) }, "\(label): \(chosen)")
+                XCTAssertEqual(Set(chosen).count, topK, "\(label): choices of token \(token) repeat: \(chosen)")
+                // Order and weights by the router's own (Float) probabilities, so that near-ties agree.
+                let routerProbability = { (e: Int) in Double(routing.probabilities.view[token, e]) }
+                let chosenProbability = chosen.map(routerProbability)
+                XCTAssertTrue(zip(chosenProbability, chosenProbability.dropFirst()).allSatisfy { $0 >= $1 },
+                              "\(label): choices of token \(token) not by decreasing probability: \(chosenProbability)")
+                let largestLeft = (0..<experts).filter { !chosen.contains($0) }.map(routerProbability).max() ?? 0
+                XCTAssertLessThanOrEqual(largestLeft, chosenProbability.last!, "\(label): token \(token) missed a top-k expert")
+
+                let weights = routing.weights[slots].map(Double.init)
+                XCTAssertEqual(weights.reduce(0, +), 1, accuracy: 1e-6, label)
+                let chosenSum = chosenProbability.reduce(0, +)
+                for (weight, probability) in zip(weights, chosenProbability) {
+                    XCTAssertEqual(weight, probability / chosenSum, accuracy: 1e-6, label)
+                }
+                for e in chosen { load[e] += 1 }
+            }
+            XCTAssertEqual(routing.expertLoad, load, label)
+            // E * sum_e f_e P_e with f_e = load_e / (T k) and P_e the mean probability: since
+            // sum_e f_e = 1 and each P_e agrees to 1e-6, the two agree to E * 1e-6.
+            let aux = Double(experts) * (0..<experts).reduce(0) { $0 + Double(load[$1]) / Double(tokens * topK) * meanProbability[$1] }
+            XCTAssertEqual(Double(routing.auxLoss), aux, accuracy: Double(experts) * 1e-6, label)
+        }
+    }
+
+    func testNoTokensRouteToNothing() {
+        let routing = router(experts: 4, topK: 2).forward(Matrix(rows: 0, columns: modelWidth).view)
+        XCTAssertEqual(routing.choices, [])
+        XCTAssertEqual(routing.weights, [])
+        XCTAssertEqual(routing.expertLoad, [0, 0, 0, 0])
+        XCTAssertEqual(routing.auxLoss, 0)
+    }
+}

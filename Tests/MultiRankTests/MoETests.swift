@@ -1,0 +1,101 @@
+import XCTest
+
+/// The MoE layer on live jobs of 1 to 8 ranks: `comet-probe moe` checks every
+/// schedule (sequential, chunked, comet) against the single-process reference,
+/// forward and backward, twice in a row. Each job takes 1 to 5 s in a debug build.
+final class MoETests: XCTestCase {
+    /// `comet-probe moe` with `flags` on `ranks` ranks must pass, and say so for this routing and top-k.
+    private func expectMoEPass(
+        ranks: Int, routing: String = "balanced", topK: Int = 2, _ flags: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        try expectPass(
+            ranks: ranks, ["moe", "--routing", routing, "--top-k", "\(topK)", "--wait-timeout", "60"] + flags,
+            "moe: passed on \(ranks) ranks, schedules sequential,chunked,comet, routing \(routing), top-k \(topK),",
+            file: file, line: line)
+    }
+
+    func testEveryRankCount() throws {
+        for ranks in [1, 2, 4, 8] {
+            try expectMoEPass(ranks: ranks)
+        }
+    }
+
+    /// Every routing with every top-k on 4 ranks (2 experts each); on 8 ranks the
+    /// most lopsided case (every row to rank 0's one expert) and the widest.
+    func testRoutingsAndTopK() throws {
+        for routing in ["balanced", "skewed", "one-expert"] {
+            for topK in [1, 2, 4] {
+                try expectMoEPass(ranks: 4, routing: routing, topK: topK)
+            }
+        }
+        try expectMoEPass(ranks: 8, routing: "one-expert", topK: 1)
+        try expectMoEPass(ranks: 8, routing: "skewed", topK: 4)
+    }
+
+    /// The last rank routes no tokens but still holds experts; on 1 rank no rank has tokens.
+    func testSilentRank() throws {
+        try expectMoEPass(ranks: 1, ["--silent-rank"])
+        try expectMoEPass(ranks: 2, routing: "one-expert", topK: 1, ["--silent-rank"])
+        try expectMoEPass(ranks: 4, routing: "skewed", topK: 4, ["--silent-rank"])
+        try expectMoEPass(ranks: 8, ["--silent-rank"])
+    }
+
+    /// MPI_Put / MPI_Get windows with MPI atomics, as across nodes.
+    func testPutGetPath() throws {
+        try expectMoEPass(ranks: 1, ["--force-put-get"])
+        try expectMoEPass(ranks: 2, routing: "skewed", topK: 4, ["--force-put-get"])
+        try expectMoEPass(ranks: 4, routing: "one-expert", ["--force-put-get", "--silent-rank"])
+        try expectMoEPass(ranks: 8, routing: "skewed", ["--force-put-get"])
+    }
+
+    func testSwiGLU() throws {
+        try expectMoEPass(ranks: 1, ["--activation", "swiglu"])
+        try expectMoEPass(ranks: 4, routing: "skewed", topK: 4, ["--activation", "swiglu"])
+        try expectMoEPass(ranks: 8, routing: "one-expert", ["--activation", "swiglu", "--force-put-get"])
+    }
+
+    /// A paced link: rows become usable only when the link model says they arrived.
+    func testSlowLink() throws {
+        try expectMoEPass(ranks: 2, routing: "one-expert", ["--slow-link", "--silent-rank"])
+        try expectMoEPass(ranks: 4, routing: "skewed", ["--slow-link"])
+        try expectMoEPass(ranks: 8, ["--slow-link", "--force-put-get"])
+    }
+
+    /// Results do not depend on threads and tiles: odd thread counts, tiles and
+    /// blocks that do not divide the rows and columns, one-row tiles and one-column
+    /// blocks, tiles and blocks larger than everything, one token per chunk, and
+    /// more chunks than tokens.
+    func testThreadsAndTiles() throws {
+        let odd = ["--comm-threads", "3", "--gemm-threads", "3", "--tile-rows", "3", "--block-columns", "7", "--chunks", "5"]
+        try expectMoEPass(ranks: 4, odd)
+        try expectMoEPass(ranks: 8, routing: "skewed", odd + ["--force-put-get"])
+        try expectMoEPass(ranks: 2, ["--tile-rows", "1", "--block-columns", "1", "--chunks", "1"])
+        try expectMoEPass(ranks: 4, routing: "skewed", topK: 4, ["--tile-rows", "500", "--block-columns", "64", "--chunks", "48"])
+        try expectMoEPass(ranks: 4, routing: "one-expert", ["--tokens", "5", "--chunks", "8"])
+    }
+
+    /// Widths and counts that are not powers of two, several experts per rank.
+    func testOddShapes() throws {
+        try expectMoEPass(ranks: 4, topK: 3, ["--tokens", "7", "--model-width", "13", "--hidden-width", "9",
+                                              "--experts", "12", "--chunks", "4", "--activation", "swiglu"])
+        try expectMoEPass(ranks: 8, routing: "skewed", topK: 3, ["--experts", "16", "--tokens", "5", "--silent-rank"])
+    }
+
+    /// A protocol bug surfaces as the deadline report, never as a hang: the last
+    /// rank never runs the comet schedule, so the others wait for it inside the
+    /// schedule (not in a collective) until their 2 s deadline aborts the job.
+    func testStalledRankEndsInADeadlineReport() throws {
+        for path in [[], ["--force-put-get"]] {
+            let job = try MPIJob.run(
+                ranks: 4, "comet-probe", ["moe", "--schedule", "comet", "--stall-rank", "--wait-timeout", "2"] + path,
+                timeout: 90)
+            XCTAssertFalse(job.timedOut, "the job hung: \(job.transcript)")
+            XCTAssertNotEqual(job.status, 0, job.transcript)
+            let reports = job.stderr.split(separator: "\n").filter { $0.contains("aborting the job") }
+            XCTAssertTrue(reports.contains { $0.contains("waited 2.0 s") }, job.transcript)
+            XCTAssertFalse(reports.contains { $0.contains("a peer never joined") }, "a collective timed out: \(job.transcript)")
+            XCTAssertFalse(job.stderr.contains("crashed"), "the abort crashed: \(job.transcript)")
+        }
+    }
+}
