@@ -13,7 +13,8 @@ import CometMPI
 ///   source with one-sided gets, `tileRows` rows at a time, own rank first, then
 ///   one tile from each of rank+1, rank+2, ... in turn, and post each tile on a
 ///   `LandingBoard`; GEMM threads compute rows as soon as they have landed, own
-///   rank's first, then rank+1, rank+2, ...
+///   rank's first, then rank+1, rank+2, ... (`ScheduleOptions` says how tiles and
+///   blocks are sized.)
 /// - layer1 (GEMM2 + combine): GEMM threads compute GEMM2 one column block of
 ///   `blockColumns` columns at a time across all local experts; communicator
 ///   threads *push* each finished block straight into the home ranks' windows and
@@ -30,17 +31,20 @@ public final class CometSchedule: MoESchedule {
     let window: SymmetricWindow
     let buffers: ExpertBuffers
     let layout: WindowLayout
-    let blocks: [Range<Int>]
+    let modelWidth: Int
     /// Layer calls so far; flags count them, so no flag is ever reset.
     private var phase = 0
+    /// Layer calls that used each column block; its arrived flag counts W per use.
+    private var blockUses: [Int]
 
     /// Allocates the window on `group`. Collective.
     public init(config: MoEConfig, options: ScheduleOptions, group: Communicator, forcePutGet: Bool) throws {
         self.options = options
-        blocks = tiles(0..<config.modelWidth, size: options.blockColumns)
+        modelWidth = config.modelWidth
         buffers = ExpertBuffers(modelWidth: config.modelWidth, hiddenWidth: config.hiddenWidth, activation: config.activation)
         layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: config.modelWidth,
-                              ranks: group.size, blocks: blocks.count)
+                              ranks: group.size, blocks: options.maxBlocks(modelWidth: config.modelWidth))
+        blockUses = [Int](repeating: 0, count: layout.blocks)
         window = try SymmetricWindow(communicator: group, byteCount: layout.byteCount, flagCount: layout.flagCount,
                                      forcePutGet: forcePutGet)
     }
@@ -112,10 +116,14 @@ public final class CometSchedule: MoESchedule {
     ) throws {
         let plan = call.plan, timeline = call.timeline, window = self.window, phase = self.phase
         let (ranks, me, timeout) = (plan.ranks, plan.rank, call.group.waitTimeout)
-        let (commThreads, gemmThreads, blocks, emulated) = (options.commThreads, options.gemmThreads, self.blocks, !call.link.model.isNative)
+        let (commThreads, gemmThreads, emulated) = (options.commThreads, options.gemmThreads, !call.link.model.isNative)
+        let tileRows = options.tileRows(for: call.link.model)
+        let blocks = options.columnBlocks(for: call.link.model, modelWidth: modelWidth)
+        for block in blocks.indices { blockUses[block] += 1 }
+        let arrivals = blocks.indices.map { UInt64(blockUses[$0] * ranks) }
         let order = (0..<ranks).map { (me + $0) % ranks }  // own rank first, then rank+1, ...
-        let rowTasks = rowTileOrder(plan, order: order, tileRows: options.tileRows)
-        let board = LandingBoard(plan, order: order, respectArrivals: emulated), maxGEMMRows = 4 * options.tileRows
+        let rowTasks = rowTileOrder(plan, order: order, tileRows: tileRows)
+        let board = LandingBoard(plan, order: order, respectArrivals: emulated), maxGEMMRows = 4 * tileRows
         let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
         let rowsDone = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
@@ -172,7 +180,7 @@ public final class CometSchedule: MoESchedule {
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
-                    } else if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= UInt64(phase * ranks) {
+                    } else if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
                         let block = mine[reduced]
                         if emulated {
                             let stamps = (0..<ranks).map {

@@ -43,7 +43,7 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var description: String {
         isNative ? "native (no pacing)"
-            : String(format: "%@ (latency %.0f us, %.2f GB/s per rank pair)", name, latency * 1e6, bandwidth / 1e9)
+            : String(format: "%@ (latency %.0f us, %.3g MB/s per rank pair)", name, latency * 1e6, bandwidth / 1e6)
     }
 }
 
@@ -65,10 +65,14 @@ public struct DevicePreset: Sendable {
     public static let l20 = DevicePreset(name: "l20", gemmFLOPs: 90e12, pairBandwidth: 25e9 / 7, latency: 10e-6)
 
     /// The link that gives a rank computing at `rankFLOPs` the device's ratio:
-    /// time runs slower by device FLOP/s / rank FLOP/s for transfers too.
+    /// time runs slower by device FLOP/s / rank FLOP/s for transfers too. The GPUs
+    /// move bf16 (2 bytes) where comet moves Float (4 bytes), so bytes count half.
+    ///
+    /// The ratio depends on the shape, as on GPUs: GEMM work per row grows with
+    /// N K, traffic with N only, so small toy layers are communication-bound.
     public func link(rankFLOPs: Double) -> LinkModel {
         let dilation = gemmFLOPs / rankFLOPs
-        return LinkModel(name: name, latency: latency * dilation, bandwidth: pairBandwidth / dilation)
+        return LinkModel(name: name, latency: latency * dilation, bandwidth: 2 * pairBandwidth / dilation)
     }
 }
 

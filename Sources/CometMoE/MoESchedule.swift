@@ -34,18 +34,45 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public var commThreads = 1
     /// GEMM threads per rank.
     public var gemmThreads = 1
-    /// Rows per layer0 GEMM tile (comet).
-    public var tileRows = 128
-    /// Columns per layer1 column block (comet).
-    public var blockColumns = 128
+    /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tiles(for:modelWidth:)`).
+    public var tileRows: Int?
+    /// Columns per layer1 column block (comet); nil: chosen by the link.
+    public var blockColumns: Int?
     /// Chunks the chunked schedule pipelines.
     public var chunks = 4
 
     public init() {}
 
+    /// Tile rows that cover any segment.
+    public static let wholeSegments = 1 << 20
+    /// Block columns when the link chooses them on an emulated link.
+    static let emulatedBlockColumns = 128
+
+    /// Layer0's transfer tile rows on `link`: those set, or else 64, or whole
+    /// segments on a native link, where there is nothing to hide (the fewest, most
+    /// efficient GEMMs).
+    public func tileRows(for link: LinkModel) -> Int {
+        tileRows ?? (link.isNative ? Self.wholeSegments : 64)
+    }
+
+    /// Layer1's column blocks of `0..<modelWidth` on `link`: blocks of the size set
+    /// (or 128), the first ones a quarter of it and doubling, so that the first
+    /// push starts soon after layer0; one block on a native link when none is set.
+    public func columnBlocks(for link: LinkModel, modelWidth: Int) -> [Range<Int>] {
+        if blockColumns == nil, link.isNative { return [0..<modelWidth] }
+        let size = blockColumns ?? Self.emulatedBlockColumns
+        return rampedTiles(0..<modelWidth, first: size / 4, size: size)
+    }
+
+    /// The most column blocks any layer call of width `modelWidth` may use.
+    public func maxBlocks(modelWidth: Int) -> Int {
+        max(columnBlocks(for: .native, modelWidth: modelWidth).count,
+            columnBlocks(for: LinkModel(name: "any", latency: 1, bandwidth: 1), modelWidth: modelWidth).count)
+    }
+
     public func validate() throws {
         for (name, value) in [("communicator threads", commThreads), ("GEMM threads", gemmThreads),
-                              ("tile rows", tileRows), ("block columns", blockColumns), ("chunks", chunks)] where value < 1 {
+                              ("tile rows", tileRows ?? 1), ("block columns", blockColumns ?? 1), ("chunks", chunks)] where value < 1 {
             throw MoEConfigError("\(name) must be at least 1, got \(value)")
         }
     }

@@ -115,6 +115,8 @@ func padded(_ text: String, _ width: Int) -> String {
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    // A native link has infinite bandwidth; a run without sequential has no speedup.
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     do {
         try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {

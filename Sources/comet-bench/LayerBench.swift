@@ -87,8 +87,9 @@ struct LayerBench: RankCommand {
             }
         }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
+        let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {
-            OpenBLAS.measureGFLOPs(m: flags.tileRows, n: config.activation.width(hidden: config.hiddenWidth), k: config.modelWidth, seconds: 0.3)
+            OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth), k: config.modelWidth, seconds: 0.3)
         }
         guard world.rank == 0 else { return }
         let report = LayerReport(

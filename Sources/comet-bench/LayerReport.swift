@@ -63,13 +63,16 @@ struct LayerReport {
              peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, schedules: rows)
     }
 
+    var tileRows: Int { options.tileRows(for: link) }
+
     func print() {
         Swift.print("""
             comet-bench layer: \(ranks) ranks, T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
             E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
             link: \(link)
             threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM; \
-            comet tiles \(options.tileRows) rows, blocks \(options.blockColumns) columns
+            comet tiles \(tileRows >= ScheduleOptions.wholeSegments ? "whole segments" : "\(tileRows) rows"), \
+            column blocks \(options.columnBlocks(for: link, modelWidth: config.modelWidth).map { "\($0.count)" }.joined(separator: "+"))
             BLAS: \(blas)
             medians of \(samples.first?.count ?? 0) iterations, forward + backward:
             """)
