@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim"]),
         .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
+        .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE"]),
         .target(
             name: "CometLaunch",
             dependencies: [
@@ -38,6 +39,7 @@ let package = Package(
 
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
+        .testTarget(name: "CometTrainingTests", dependencies: ["CometTraining", "CometKernels"]),
         .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels"]),
         .testTarget(name: "MultiRankTests", dependencies: []),
     ]

@@ -1,0 +1,141 @@
+import CometKernels
+@testable import CometTraining
+import Foundation
+import XCTest
+
+final class MarkovLanguageTests: XCTestCase {
+    let language = MarkovLanguage(sources: 4, dataTokens: 48, successors: 3, seed: 7)
+
+    /// The floor is worth reaching: at most half the context-free (unigram) entropy.
+    func testFloorIsAtMostHalfTheUnigramEntropy() {
+        let floor = language.entropyFloor(length: 64), unigram = language.unigramEntropy(length: 64)
+        XCTAssertGreaterThan(floor, 0)
+        XCTAssertLessThanOrEqual(floor, unigram / 2, "floor \(floor) nats, unigram \(unigram) nats")
+    }
+
+    /// The exact floor against a Monte-Carlo estimate: the mean of -log p(next | previous, source)
+    /// over sampled sequences (standard error about 0.01 nats with 2000 sequences).
+    func testFloorMatchesSampledSequences() {
+        var generator = SeededGenerator(seed: 99)
+        let length = 32
+        var total = 0.0, count = 0
+        for _ in 0..<2000 {
+            let tokens = language.sample(length: length, &generator).map(Int.init)
+            let source = tokens[0] - language.dataTokens
+            total -= log(language.start[source][tokens[1]])
+            for position in 2..<length {
+                let edge = language.transitions[source][tokens[position - 1]].first { $0.token == tokens[position] }
+                total -= log(edge!.probability)
+            }
+            count += length - 1
+        }
+        XCTAssertEqual(total / Double(count), language.entropyFloor(length: length), accuracy: 0.05)
+    }
+
+    func testSequencesStartWithTheirSourcesMarker() {
+        var generator = SeededGenerator(seed: 1)
+        for _ in 0..<20 {
+            let tokens = language.sample(length: 10, &generator)
+            XCTAssertEqual(tokens.count, 10)
+            XCTAssertGreaterThanOrEqual(Int(tokens[0]), language.dataTokens)
+            XCTAssertTrue(tokens.dropFirst().allSatisfy { Int($0) < language.dataTokens })
+        }
+    }
+}
+
+final class SafetensorsTests: XCTestCase {
+    let tensors = [
+        Safetensors.Tensor(name: "a", shape: [2, 3], values: .float32([1, 2, 3, 4, 5, -6.5])),
+        Safetensors.Tensor(name: "step", shape: [1], values: .int64([42])),
+    ]
+
+    func testRoundTripThroughAFile() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Safetensors.write(tensors, metadata: ["format": "pt"], to: url)
+        let (read, metadata) = try Safetensors.read(from: url)
+        XCTAssertEqual(read["a"], tensors[0])
+        XCTAssertEqual(read["step"], tensors[1])
+        XCTAssertEqual(metadata, ["format": "pt"])
+    }
+
+    func testCorruptAndTruncatedFilesAreRejected() throws {
+        let data = try Safetensors.encode(tensors)
+        XCTAssertThrowsError(try Safetensors.decode(data.prefix(5)))
+        XCTAssertThrowsError(try Safetensors.decode(data.prefix(data.count - 4)))
+        var garbled = data
+        garbled[10] = 0x7B  // breaks the JSON
+        garbled[11] = 0x7B
+        XCTAssertThrowsError(try Safetensors.decode(garbled))
+        var huge = data
+        huge[7] = 0x7F  // header length far beyond the file
+        XCTAssertThrowsError(try Safetensors.decode(huge))
+    }
+}
+
+final class AdamWTests: XCTestCase {
+    func testScheduleWarmsUpThenDecaysToTheFloor() {
+        var config = OptimizerConfig()
+        (config.learningRate, config.warmupSteps, config.minLearningRateFraction) = (1, 10, 0.1)
+        XCTAssertEqual(config.learningRate(step: 0, totalSteps: 100), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(config.learningRate(step: 9, totalSteps: 100), 1, accuracy: 1e-6)
+        XCTAssertEqual(config.learningRate(step: 100, totalSteps: 100), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(config.learningRate(step: 55, totalSteps: 100), 0.55, accuracy: 1e-6)
+    }
+
+    /// Two steps on one decayed and one undecayed parameter, against the formulas by hand.
+    func testUpdateMatchesTheFormulas() {
+        var config = OptimizerConfig()
+        (config.beta1, config.beta2, config.epsilon, config.weightDecay) = (0.9, 0.99, 0, 0.5)
+        let parameters = ParameterSet([("w", [1], true, true), ("g", [1], false, true)])
+        parameters.values[0] = 1
+        parameters.values[1] = 1
+        let optimizer = AdamW(config: config, parameterCount: parameters.count)
+        parameters.gradients[0] = 2
+        parameters.gradients[1] = 2
+        optimizer.update(parameters, learningRate: 0.1, gradientScale: 0.5)
+        // m = 0.1, v = 0.01, bias-corrected: 1 and 1 -> step 0.1 * 1 / 1; decay 0.1 * 0.5 * 1.
+        XCTAssertEqual(parameters.values[0], 1 - 0.1 - 0.05, accuracy: 1e-6)
+        XCTAssertEqual(parameters.values[1], 1 - 0.1, accuracy: 1e-6)
+        XCTAssertEqual(optimizer.step, 1)
+        XCTAssertEqual(optimizer.clipScale(globalNorm: 4), 0.25)
+        XCTAssertEqual(optimizer.clipScale(globalNorm: 0.5), 1)
+    }
+}
+
+/// Files that Python's `safetensors` reads and writes (skipped where it is not installed).
+final class SafetensorsInteropTests: XCTestCase {
+    private func python(_ script: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw XCTSkip("python3 with the safetensors package is not available") }
+        return text
+    }
+
+    func testPythonReadsOurFilesAndWeReadPythons() throws {
+        _ = try python("import safetensors.numpy", [])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ours = directory.appendingPathComponent("ours.safetensors"), theirs = directory.appendingPathComponent("theirs.safetensors")
+        try Safetensors.write([Safetensors.Tensor(name: "w", shape: [2, 2], values: .float32([1, 2, 3, 4.5])),
+                               Safetensors.Tensor(name: "step", shape: [1], values: .int64([3]))], to: ours)
+        let printed = try python("""
+            import sys, numpy as np
+            from safetensors.numpy import load_file, save_file
+            d = load_file(sys.argv[1])
+            print(d["w"].dtype, d["w"].shape, d["w"].ravel().tolist(), d["step"].tolist())
+            save_file({"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, sys.argv[2])
+            """, [ours.path, theirs.path])
+        XCTAssertEqual(printed.trimmingCharacters(in: .whitespacesAndNewlines), "float32 (2, 2) [1.0, 2.0, 3.0, 4.5] [3]")
+        let (tensors, _) = try Safetensors.read(from: theirs)
+        XCTAssertEqual(tensors["x"], Safetensors.Tensor(name: "x", shape: [2, 3], values: .float32([0, 1, 2, 3, 4, 5])))
+    }
+}
