@@ -139,3 +139,30 @@ final class SafetensorsInteropTests: XCTestCase {
         XCTAssertEqual(tensors["x"], Safetensors.Tensor(name: "x", shape: [2, 3], values: .float32([0, 1, 2, 3, 4, 5])))
     }
 }
+
+final class DataSourceTests: XCTestCase {
+    /// A global batch is the same however ranks split it.
+    func testSequencesDoNotDependOnHowRanksSplitTheBatch() throws {
+        let language = MarkovLanguage(sources: 3, dataTokens: 20, successors: 2, seed: 5)
+        let whole = language.sequences(step: 7, first: 0, count: 8, length: 12, evaluation: false)
+        let halves = language.sequences(step: 7, first: 0, count: 4, length: 12, evaluation: false)
+            + language.sequences(step: 7, first: 4, count: 4, length: 12, evaluation: false)
+        XCTAssertEqual(whole, halves)
+        XCTAssertNotEqual(whole, language.sequences(step: 8, first: 0, count: 8, length: 12, evaluation: false))
+        XCTAssertNotEqual(whole, language.sequences(step: 7, first: 0, count: 8, length: 12, evaluation: true))
+    }
+
+    func testByteTextReadsWindowsAndRejectsMissingOrShortFiles() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).txt")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data((0..<1000).map { UInt8($0 % 251) }).write(to: url)
+        let text = try ByteText(path: url.path, length: 16)
+        let training = text.sequences(step: 0, first: 0, count: 5, length: 16, evaluation: false)
+        XCTAssertEqual(training.count, 80)
+        XCTAssertTrue(training.allSatisfy { (0..<256).contains(Int($0)) })
+        XCTAssertThrowsError(try ByteText(path: url.path + ".missing", length: 16)) {
+            XCTAssertTrue("\($0)".contains("does not exist"))
+        }
+        XCTAssertThrowsError(try ByteText(path: url.path, length: 200)) { XCTAssertTrue("\($0)".contains("at least")) }
+    }
+}
