@@ -34,7 +34,7 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public var commThreads = 1
     /// GEMM threads per rank.
     public var gemmThreads = 1
-    /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tiles(for:modelWidth:)`).
+    /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tileRows(for:)`).
     public var tileRows: Int?
     /// Columns per layer1 column block (comet); nil: chosen by the link.
     public var blockColumns: Int?
@@ -42,6 +42,16 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public var chunks = 4
 
     public init() {}
+
+    /// Writes every key, nil as null, so that a configuration file shows them all.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(commThreads, forKey: .commThreads)
+        try container.encode(gemmThreads, forKey: .gemmThreads)
+        try container.encode(tileRows, forKey: .tileRows)
+        try container.encode(blockColumns, forKey: .blockColumns)
+        try container.encode(chunks, forKey: .chunks)
+    }
 
     /// Tile rows that cover any segment.
     public static let wholeSegments = 1 << 20

@@ -166,3 +166,42 @@ final class DataSourceTests: XCTestCase {
         XCTAssertThrowsError(try ByteText(path: url.path, length: 200)) { XCTAssertTrue("\($0)".contains("at least")) }
     }
 }
+
+final class TrainConfigTests: XCTestCase {
+    private func load(_ json: String) throws -> TrainConfig {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try json.write(to: url, atomically: true, encoding: .utf8)
+        return try TrainConfig.load(from: url.path)
+    }
+
+    func testSavedDefaultsLoadBackAndPartialFilesKeepDefaults() throws {
+        let defaults = TrainConfig()
+        XCTAssertEqual(try load(String(decoding: defaults.json(), as: UTF8.self)), defaults)
+        var expected = defaults
+        expected.steps = 7
+        expected.optimizer.learningRate = 0.5
+        expected.scheduleOptions.tileRows = 32
+        XCTAssertEqual(try load(#"{"steps": 7, "optimizer": {"learningRate": 0.5}, "scheduleOptions": {"tileRows": 32}}"#), expected)
+    }
+
+    func testBadFilesAndValuesGetClearMessages() throws {
+        XCTAssertThrowsError(try load("{not json")) { XCTAssertTrue("\($0)".contains("not a JSON object")) }
+        XCTAssertThrowsError(try load(#"{"stepz": 3}"#)) { XCTAssertTrue("\($0)".contains("unknown configuration key stepz")) }
+        XCTAssertThrowsError(try load(#"{"steps": "many"}"#)) { XCTAssertTrue("\($0)".contains("steps")) }
+        XCTAssertThrowsError(try TrainConfig.load(from: "/nonexistent/comet.json")) { XCTAssertTrue("\($0)".contains("does not exist")) }
+        var config = TrainConfig()
+        config.topK = 9
+        XCTAssertThrowsError(try config.validate(ranks: 8, expertParallel: 8)) { XCTAssertTrue("\($0)".contains("topK")) }
+        config = TrainConfig()
+        config.experts = 6
+        XCTAssertThrowsError(try config.validate(ranks: 8, expertParallel: 8)) { XCTAssertTrue("\($0)".contains("shared out evenly")) }
+        config = TrainConfig()
+        config.optimizer.learningRate = 0
+        XCTAssertThrowsError(try config.validate(ranks: 8, expertParallel: 8)) { XCTAssertTrue("\($0)".contains("learning rate")) }
+        config = TrainConfig()
+        config.modelWidth = -4
+        XCTAssertThrowsError(try config.validate(ranks: 8, expertParallel: 8)) { XCTAssertTrue("\($0)".contains("modelWidth")) }
+        XCTAssertNoThrow(try TrainConfig().validate(ranks: 8, expertParallel: 8))
+    }
+}

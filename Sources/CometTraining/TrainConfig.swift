@@ -1,0 +1,145 @@
+import CometKernels
+import CometMPI
+import CometMoE
+import Foundation
+
+/// Everything a training run is made of, with the embedded default in one place.
+/// It is saved to and loaded from JSON (`--config`); a key left out keeps its
+/// default, and an unknown key is an error.
+public struct TrainConfig: Codable, Sendable, Equatable {
+    // Model
+    /// C: model width.
+    public var modelWidth = 64
+    /// L: transformer blocks.
+    public var layers = 2
+    public var heads = 4
+    /// T: tokens per sequence.
+    public var sequenceLength = 64
+    /// E, top-k, K and activation of every block's MoE FFN.
+    public var experts = 8
+    public var topK = 2
+    public var expertWidth = 128
+    public var activation: Activation = .gelu
+    /// Weight of the load-balancing loss in the objective.
+    public var auxLossWeight: Float = 0.01
+
+    // Training
+    public var steps = 300
+    /// B: sequences per step over all ranks.
+    public var globalBatch = 32
+    public var optimizer = OptimizerConfig()
+    public var evalEvery = 50
+    /// Sequences in each evaluation.
+    public var evalSequences = 64
+    public var checkpointEvery = 100
+    public var seed: UInt64 = 1
+
+    // Built-in data: sparse Markov sources (ignored with a data file).
+    public var markovSources = 4
+    public var markovTokens = 48
+    public var markovSuccessors = 3
+
+    // Parallelism
+    public var schedule: ScheduleKind = .comet
+    public var scheduleOptions = ScheduleOptions()
+
+    public init() {}
+
+    /// The MoE layer every block uses, for `tokensPerRank` tokens.
+    public func moe(tokensPerRank: Int) -> MoEConfig {
+        var config = MoEConfig()
+        (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokensPerRank, modelWidth, expertWidth)
+        (config.experts, config.topK, config.activation, config.seed) = (experts, topK, activation, seed)
+        return config
+    }
+
+    /// Checks the configuration for a job of `ranks` ranks with `expertParallel` of them per expert group.
+    public func validate(ranks: Int, expertParallel: Int) throws {
+        let positive: [(String, Int)] = [
+            ("modelWidth", modelWidth), ("layers", layers), ("heads", heads), ("sequenceLength", sequenceLength),
+            ("experts", experts), ("topK", topK), ("expertWidth", expertWidth), ("steps", steps),
+            ("globalBatch", globalBatch), ("evalEvery", evalEvery), ("evalSequences", evalSequences),
+            ("checkpointEvery", checkpointEvery), ("markovSources", markovSources), ("markovTokens", markovTokens),
+            ("markovSuccessors", markovSuccessors),
+        ]
+        for (name, value) in positive where value < 1 { throw ConfigError("\(name) must be at least 1, got \(value)") }
+        if modelWidth % heads != 0 { throw ConfigError("modelWidth (\(modelWidth)) must be a multiple of heads (\(heads))") }
+        if topK > experts { throw ConfigError("topK (\(topK)) cannot exceed experts (\(experts))") }
+        if experts % expertParallel != 0 {
+            throw ConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+        }
+        if globalBatch % ranks != 0 || evalSequences % ranks != 0 {
+            throw ConfigError("globalBatch (\(globalBatch)) and evalSequences (\(evalSequences)) must be multiples of the \(ranks) ranks")
+        }
+        if markovSuccessors > markovTokens { throw ConfigError("markovSuccessors cannot exceed markovTokens") }
+        if !(optimizer.learningRate > 0) { throw ConfigError("learning rate must be positive, got \(optimizer.learningRate)") }
+        if optimizer.warmupSteps < 0 || !(optimizer.gradientClip > 0) || optimizer.weightDecay < 0 {
+            throw ConfigError("warmupSteps and weightDecay must not be negative and gradientClip must be positive")
+        }
+        if !(auxLossWeight >= 0) { throw ConfigError("auxLossWeight must not be negative") }
+        try scheduleOptions.validate()
+    }
+
+    /// Reads a JSON configuration over the defaults; a malformed file, an unknown
+    /// key or a value of the wrong type gets one clear message.
+    public static func load(from path: String) throws -> TrainConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("cannot read the configuration \(path): it does not exist or is not readable")
+        }
+        guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("the configuration \(path) is not a JSON object")
+        }
+        let defaults = try JSONSerialization.jsonObject(with: TrainConfig().json()) as! [String: Any]
+        let merged = try merge(given, over: defaults, at: "")
+        do {
+            return try JSONDecoder().decode(TrainConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch let error as DecodingError {
+            throw ConfigError("the configuration \(path) is not valid: \(describe(error))")
+        }
+    }
+
+    /// `given` laid over `defaults`, object by object; keys must exist in the defaults.
+    private static func merge(_ given: [String: Any], over defaults: [String: Any], at prefix: String) throws -> [String: Any] {
+        var result = defaults
+        for (key, value) in given {
+            guard let standard = defaults[key] else {
+                throw ConfigError("unknown configuration key \(prefix)\(key); known keys: \(defaults.keys.sorted().joined(separator: ", "))")
+            }
+            if let inner = value as? [String: Any], let innerDefaults = standard as? [String: Any] {
+                result[key] = try merge(inner, over: innerDefaults, at: "\(prefix)\(key).")
+            } else {
+                result[key] = value
+            }
+        }
+        return result
+    }
+
+    /// Pretty JSON, keys sorted.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+}
+
+/// A configuration that cannot run; every rank finds it alike.
+public struct ConfigError: UniformError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+    switch error {
+    case .dataCorrupted(let context):
+        return context.codingPath.isEmpty ? "it is not valid JSON" : "\(path(context)): \(context.debugDescription)"
+    case .typeMismatch(_, let context), .valueNotFound(_, let context):
+        return "\(path(context)): \(context.debugDescription)"
+    case .keyNotFound(let key, _):
+        return "missing key \(key.stringValue)"
+    @unknown default:
+        return "\(error)"
+    }
+}
