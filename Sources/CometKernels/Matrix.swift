@@ -42,6 +42,28 @@ public struct MatrixView: @unchecked Sendable {
     }
 }
 
+extension MatrixView {
+    /// The elements of a view with no gaps between rows.
+    public var buffer: UnsafeMutableBufferPointer<Float> {
+        precondition(rowStride == columns || rows <= 1, "only a view without gaps between rows is one buffer")
+        return UnsafeMutableBufferPointer(start: base, count: rows * columns)
+    }
+
+    /// The elements, row by row.
+    public var elements: [Float] { (0..<rows).flatMap { Array(UnsafeBufferPointer(start: base + $0 * rowStride, count: columns)) } }
+
+    public func fill(_ value: Float) {
+        for row in 0..<rows { (base + row * rowStride).update(repeating: value, count: columns) }
+    }
+
+    /// Fills with values uniform in [-scale, scale), row by row.
+    public func randomize(scale: Float, _ generator: inout SeededGenerator) {
+        for row in 0..<rows {
+            for column in 0..<columns { base[row * rowStride + column] = generator.uniform(scale) }
+        }
+    }
+}
+
 /// Whether a GEMM operand is used as stored or transposed.
 public enum Transpose: Sendable {
     case none, transposed
@@ -65,15 +87,13 @@ public final class Matrix: @unchecked Sendable {
 
     public var view: MatrixView { MatrixView(base: storage.baseAddress!, rows: rows, columns: columns) }
 
-    public func fill(_ value: Float) { storage.update(repeating: value) }
+    public func fill(_ value: Float) { view.fill(value) }
 
     /// Fills with values uniform in [-scale, scale).
-    public func randomize(scale: Float, _ generator: inout SeededGenerator) {
-        for i in 0..<(rows * columns) { storage[i] = generator.uniform(scale) }
-    }
+    public func randomize(scale: Float, _ generator: inout SeededGenerator) { view.randomize(scale: scale, &generator) }
 
     /// The elements in row-major order.
-    public var elements: [Float] { Array(storage.prefix(rows * columns)) }
+    public var elements: [Float] { view.elements }
 }
 
 /// A scratch matrix of `columns` columns whose row count grows on demand.

@@ -10,37 +10,48 @@ public final class Experts: @unchecked Sendable {
     public let activation: Activation
     public let firstExpert: Int
     public let count: Int
-    /// W1 [N, width(K)] per local expert (width 2K for SwiGLU: gate and up).
-    public let up: [Matrix]
+    /// W1 [N, width(K)] per local expert (width 2K for SwiGLU: gate and up), in `parameters`.
+    public let up: [MatrixView]
     /// W2 [K, N] per local expert.
-    public let down: [Matrix]
-    public let upGradient: [Matrix]
-    public let downGradient: [Matrix]
+    public let down: [MatrixView]
+    public let upGradient: [MatrixView]
+    public let downGradient: [MatrixView]
+    /// The allocation the weights live in.
+    public let parameters: ParameterSet
     /// One lock per expert's gradients, so threads may accumulate row tiles at once.
     private let gradientLocks: [Lock]
 
-    public init(config: MoEConfig, firstExpert: Int, count: Int) {
+    /// Tensors of experts `firstExpert ..< firstExpert + count`, named under `prefix`
+    /// by their global ids; each rank holds its own shard.
+    public static func parameterTensors(config: MoEConfig, firstExpert: Int, count: Int, prefix: String) -> [ParameterSet.Tensor] {
+        (firstExpert..<(firstExpert + count)).flatMap { expert -> [ParameterSet.Tensor] in
+            [("\(prefix)\(expert).up", [config.modelWidth, config.activation.width(hidden: config.hiddenWidth)], true, false),
+             ("\(prefix)\(expert).down", [config.hiddenWidth, config.modelWidth], true, false)]
+        }
+    }
+
+    /// Experts whose weights live in `parameters` under `prefix` (or in an allocation
+    /// of their own), each initialised from the seed and its global id, so the same on
+    /// whichever rank makes it.
+    public init(config: MoEConfig, firstExpert: Int, count: Int, parameters: ParameterSet? = nil, prefix: String = "experts.") {
         activation = config.activation
         self.firstExpert = firstExpert
         self.count = count
-        let weights = (firstExpert..<(firstExpert + count)).map { Experts.initialWeights(expert: $0, config: config) }
-        up = weights.map(\.up)
-        down = weights.map(\.down)
-        let width = config.activation.width(hidden: config.hiddenWidth)
-        upGradient = (0..<count).map { _ in Matrix(rows: config.modelWidth, columns: width) }
-        downGradient = (0..<count).map { _ in Matrix(rows: config.hiddenWidth, columns: config.modelWidth) }
+        let parameters = parameters
+            ?? ParameterSet(Experts.parameterTensors(config: config, firstExpert: firstExpert, count: count, prefix: prefix))
+        self.parameters = parameters
+        let experts = firstExpert..<(firstExpert + count)
+        up = experts.map { parameters.view("\(prefix)\($0).up") }
+        down = experts.map { parameters.view("\(prefix)\($0).down") }
+        upGradient = experts.map { parameters.gradient("\(prefix)\($0).up") }
+        downGradient = experts.map { parameters.gradient("\(prefix)\($0).down") }
         gradientLocks = (0..<count).map { _ in Lock() }
-    }
-
-    /// Expert `expert`'s starting weights, the same on whichever rank makes them.
-    public static func initialWeights(expert: Int, config: MoEConfig) -> (up: Matrix, down: Matrix) {
         let (n, k) = (config.modelWidth, config.hiddenWidth)
-        var generator = SeededGenerator(seed: config.seed &+ 0x5EED &* UInt64(expert + 1))
-        let up = Matrix(rows: n, columns: config.activation.width(hidden: k))
-        let down = Matrix(rows: k, columns: n)
-        up.randomize(scale: 1 / Float(n).squareRoot(), &generator)
-        down.randomize(scale: 1 / Float(k).squareRoot(), &generator)
-        return (up, down)
+        for (local, expert) in experts.enumerated() {
+            var generator = SeededGenerator(seed: config.seed &+ 0x5EED &* UInt64(expert + 1))
+            up[local].randomize(scale: 1 / Float(n).squareRoot(), &generator)
+            down[local].randomize(scale: 1 / Float(k).squareRoot(), &generator)
+        }
     }
 
     // MARK: Forward
@@ -52,7 +63,7 @@ public final class Experts: @unchecked Sendable {
     @discardableResult
     public func forwardUp(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
-        gemm(b.x.rows(rows), up[expert].view, into: b.a.rows(rows))
+        gemm(b.x.rows(rows), up[expert], into: b.a.rows(rows))
         activation.forward(b.a.rows(rows), into: b.h.rows(rows))
         return flops(rows.count, b.modelWidth, b.upWidth)
     }
@@ -61,7 +72,7 @@ public final class Experts: @unchecked Sendable {
     @discardableResult
     public func forwardDown(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
-        gemm(b.h.rows(rows), down[expert].view.columns(columns), into: b.y.rows(rows).columns(columns))
+        gemm(b.h.rows(rows), down[expert].columns(columns), into: b.y.rows(rows).columns(columns))
         return flops(rows.count, b.hiddenWidth, columns.count)
     }
 
@@ -71,7 +82,7 @@ public final class Experts: @unchecked Sendable {
     @discardableResult
     public func backwardDown(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
-        gemm(b.dy.rows(rows), down[expert].view, into: b.dh.rows(rows), transB: .transposed)
+        gemm(b.dy.rows(rows), down[expert], into: b.dh.rows(rows), transB: .transposed)
         activation.backward(b.a.rows(rows), b.dh.rows(rows), into: b.da.rows(rows))
         return flops(rows.count, b.modelWidth, b.hiddenWidth)
     }
@@ -80,7 +91,7 @@ public final class Experts: @unchecked Sendable {
     @discardableResult
     public func backwardUp(_ expert: Int, rows: Range<Int>, columns: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
-        gemm(b.da.rows(rows), up[expert].view.rows(columns), into: b.dx.rows(rows).columns(columns), transB: .transposed)
+        gemm(b.da.rows(rows), up[expert].rows(columns), into: b.dx.rows(rows).columns(columns), transB: .transposed)
         return flops(rows.count, b.upWidth, columns.count)
     }
 
@@ -89,7 +100,7 @@ public final class Experts: @unchecked Sendable {
     public func accumulateDownGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
         gradientLocks[expert].withLock {
-            gemm(b.h.rows(rows), b.dy.rows(rows), into: downGradient[expert].view, transA: .transposed, beta: 1)
+            gemm(b.h.rows(rows), b.dy.rows(rows), into: downGradient[expert], transA: .transposed, beta: 1)
         }
         return flops(b.hiddenWidth, rows.count, b.modelWidth)
     }
@@ -99,7 +110,7 @@ public final class Experts: @unchecked Sendable {
     public func accumulateUpGradient(_ expert: Int, rows: Range<Int>, _ b: ExpertBuffers) -> Double {
         guard !rows.isEmpty else { return 0 }
         gradientLocks[expert].withLock {
-            gemm(b.x.rows(rows), b.da.rows(rows), into: upGradient[expert].view, transA: .transposed, beta: 1)
+            gemm(b.x.rows(rows), b.da.rows(rows), into: upGradient[expert], transA: .transposed, beta: 1)
         }
         return flops(b.modelWidth, rows.count, b.upWidth)
     }

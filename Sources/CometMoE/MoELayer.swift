@@ -17,14 +17,30 @@ public final class MoELayer {
     public let timeline = Timeline()
     private var saved: (x: MatrixView, call: LayerCall)?
 
-    /// Builds the layer on `group` (collective when the schedule allocates windows).
-    public init(config: MoEConfig, group: Communicator, schedule: any MoESchedule, link: LinkModel) throws {
+    /// The layer's tensors on rank `rank` of an expert-parallel group of `ranks`,
+    /// named under `prefix`: the router's gate and this rank's experts.
+    public static func parameterTensors(config: MoEConfig, ranks: Int, rank: Int, prefix: String) -> [ParameterSet.Tensor] {
+        let perRank = config.expertsPerRank(expertParallel: ranks)
+        return Router.parameterTensors(config: config, prefix: "\(prefix)router.")
+            + Experts.parameterTensors(config: config, firstExpert: rank * perRank, count: perRank, prefix: "\(prefix)experts.")
+    }
+
+    /// Builds the layer on `group` (collective when the schedule allocates windows),
+    /// with its weights in `parameters` under `prefix` (see `parameterTensors`) or
+    /// in an allocation of its own.
+    public init(
+        config: MoEConfig, group: Communicator, schedule: any MoESchedule, link: LinkModel,
+        parameters: ParameterSet? = nil, prefix: String = ""
+    ) throws {
         try config.validate(expertParallel: group.size)
         self.config = config
         self.group = group
-        router = Router(config: config)
+        let parameters = parameters
+            ?? ParameterSet(MoELayer.parameterTensors(config: config, ranks: group.size, rank: group.rank, prefix: prefix))
+        router = Router(config: config, parameters: parameters, prefix: "\(prefix)router.")
         let perRank = config.expertsPerRank(expertParallel: group.size)
-        experts = Experts(config: config, firstExpert: group.rank * perRank, count: perRank)
+        experts = Experts(config: config, firstExpert: group.rank * perRank, count: perRank, parameters: parameters,
+                          prefix: "\(prefix)experts.")
         self.schedule = schedule
         self.link = LinkClock(model: link, ranks: group.size)
     }
@@ -60,6 +76,6 @@ public final class MoELayer {
     /// Sets every accumulated gradient to zero.
     public func zeroGradients() {
         router.gateGradient.fill(0)
-        for matrix in experts.upGradient + experts.downGradient { matrix.fill(0) }
+        for gradient in experts.upGradient + experts.downGradient { gradient.fill(0) }
     }
 }

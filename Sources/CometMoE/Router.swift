@@ -24,24 +24,34 @@ public struct Routing: @unchecked Sendable {
 /// The gate is replicated on every rank (data parallel); `bias` is a fixed,
 /// untrained offset that steers the share of tokens each expert gets.
 public final class Router: @unchecked Sendable {
-    /// Wg [N, E].
-    public let gate: Matrix
+    /// Wg [N, E], in `parameters`.
+    public let gate: MatrixView
     /// dL/dWg [N, E], accumulated by `backward`.
-    public let gateGradient: Matrix
+    public let gateGradient: MatrixView
     /// Fixed logit offsets [E].
     public var bias: [Float]
     public let topK: Int
+    /// The allocation `gate` lives in.
+    public let parameters: ParameterSet
 
-    public init(config: MoEConfig) {
-        let (n, e) = (config.modelWidth, config.experts)
-        gate = Matrix(rows: n, columns: e)
-        gateGradient = Matrix(rows: n, columns: e)
+    /// The router's tensor, named under `prefix`: the gate, replicated on every rank.
+    public static func parameterTensors(config: MoEConfig, prefix: String) -> [ParameterSet.Tensor] {
+        [("\(prefix)gate", [config.modelWidth, config.experts], true, true)]
+    }
+
+    /// A router whose gate lives in `parameters` under `prefix` (or in an allocation
+    /// of its own), initialised from the configuration's seed.
+    public init(config: MoEConfig, parameters: ParameterSet? = nil, prefix: String = "router.") {
+        let n = config.modelWidth
+        self.parameters = parameters ?? ParameterSet(Router.parameterTensors(config: config, prefix: prefix))
+        gate = self.parameters.view("\(prefix)gate")
+        gateGradient = self.parameters.gradient("\(prefix)gate")
         topK = config.topK
         var generator = SeededGenerator(seed: config.seed &* 0x9E37_79B9 &+ 17)
         // Logits of uniform tokens get a spread of about 1.3, like Gumbel noise, so that
         // top-k over (log share + noise) gives each expert about its target share.
         gate.randomize(scale: 3.9 / Float(n).squareRoot(), &generator)
-        bias = Router.shareBias(experts: e, imbalance: config.imbalance, &generator)
+        bias = Router.shareBias(experts: config.experts, imbalance: config.imbalance, &generator)
     }
 
     /// log of target shares whose standard deviation is `imbalance`.
@@ -61,7 +71,7 @@ public final class Router: @unchecked Sendable {
         let (t, e, k) = (x.rows, gate.columns, topK)
         let probabilities = Matrix(rows: t, columns: e)
         let p = probabilities.view
-        gemm(x, gate.view, into: p)
+        gemm(x, gate, into: p)
         var choices = [Int](repeating: 0, count: t * k)
         var weights = [Float](repeating: 0, count: t * k)
         var load = [Int](repeating: 0, count: e)
@@ -135,7 +145,7 @@ public final class Router: @unchecked Sendable {
             for j in 0..<e { dot += p[token, j] * dp[j] }
             for j in 0..<e { dLogits[token, j] = p[token, j] * (dp[j] - dot) }
         }
-        gemm(x, dLogits, into: gateGradient.view, transA: .transposed, beta: 1)
-        gemm(dLogits, gate.view, into: dx, transB: .transposed, beta: 1)
+        gemm(x, dLogits, into: gateGradient, transA: .transposed, beta: 1)
+        gemm(dLogits, gate, into: dx, transB: .transposed, beta: 1)
     }
 }

@@ -53,10 +53,10 @@ final class ReferenceGradientTests: XCTestCase {
         // What is perturbed, its analytic gradient, and how many coordinates to sample.
         var parameters: [(name: String, values: UnsafeMutableBufferPointer<Float>, gradient: [Float], samples: Int)] =
             xs.indices.map { ("dx[\($0)]", xs[$0].storage, dxs[$0].elements, 6) }
-        parameters.append(("router.gateGradient", reference.router.gate.storage, reference.router.gateGradient.elements, 8))
+        parameters.append(("router.gateGradient", reference.router.gate.buffer, reference.router.gateGradient.elements, 8))
         for e in 0..<config.experts {
-            parameters.append(("experts.upGradient[\(e)]", reference.experts.up[e].storage, reference.experts.upGradient[e].elements, 3))
-            parameters.append(("experts.downGradient[\(e)]", reference.experts.down[e].storage, reference.experts.downGradient[e].elements, 3))
+            parameters.append(("experts.upGradient[\(e)]", reference.experts.up[e].buffer, reference.experts.upGradient[e].elements, 3))
+            parameters.append(("experts.downGradient[\(e)]", reference.experts.down[e].buffer, reference.experts.downGradient[e].elements, 3))
         }
 
         var generator = SeededGenerator(seed: 7)

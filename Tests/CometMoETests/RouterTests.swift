@@ -26,7 +26,7 @@ final class RouterTests: XCTestCase {
             for token in 0..<tokens {
                 // softmax(x Wg + bias), in Double.
                 let logits = (0..<experts).map { e in
-                    (0..<modelWidth).reduce(Double(router.bias[e])) { $0 + Double(x.view[token, $1]) * Double(router.gate.view[$1, e]) }
+                    (0..<modelWidth).reduce(Double(router.bias[e])) { $0 + Double(x.view[token, $1]) * Double(router.gate[$1, e]) }
                 }
                 let exponentials = logits.map { exp($0 - logits.max()!) }
                 let probabilities = exponentials.map { $0 / exponentials.reduce(0, +) }

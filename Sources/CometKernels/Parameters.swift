@@ -1,5 +1,3 @@
-import CometKernels
-
 /// All of a model's parameters in one allocation, with a named view per tensor
 /// (as llm.c keeps them), and the gradients and AdamW moments in allocations of
 /// the same layout.
@@ -16,13 +14,16 @@ public final class ParameterSet: @unchecked Sendable {
         public var count: Int { shape.reduce(1, *) }
     }
 
+    /// A tensor to lay out: its name, shape, whether AdamW decays it, whether every rank holds it.
+    public typealias Tensor = (name: String, shape: [Int], decays: Bool, replicated: Bool)
+
     public private(set) var entries: [Entry] = []
     public let values: UnsafeMutableBufferPointer<Float>
     public let gradients: UnsafeMutableBufferPointer<Float>
     public var count: Int { values.count }
 
     /// Lays out the tensors `(name, shape, decays, replicated)` in order, zeroed.
-    public init(_ tensors: [(name: String, shape: [Int], decays: Bool, replicated: Bool)]) {
+    public init(_ tensors: [Tensor]) {
         var offset = 0
         for tensor in tensors {
             entries.append(Entry(name: tensor.name, shape: tensor.shape, offset: offset, decays: tensor.decays, replicated: tensor.replicated))
