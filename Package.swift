@@ -37,10 +37,11 @@ let package = Package(
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),
 
-        .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels"]),
+        .target(name: "TestSupport", dependencies: ["CometKernels"], path: "Tests/TestSupport"),
+        .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels", "TestSupport"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
         .testTarget(name: "CometTrainingTests", dependencies: ["CometTraining", "CometKernels"]),
-        .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels"]),
+        .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels", "TestSupport"]),
         .testTarget(name: "MultiRankTests", dependencies: []),
     ]
 )

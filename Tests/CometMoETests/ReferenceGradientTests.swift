@@ -1,3 +1,4 @@
+import TestSupport
 import CometKernels
 import CometMoE
 import XCTest
