@@ -32,7 +32,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .executableTarget(name: "comet-train", dependencies: ["CometLaunch"]),
+        .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim"]),
         .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),

@@ -68,8 +68,11 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if experts % expertParallel != 0 {
             throw ConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
         }
-        if globalBatch % ranks != 0 || evalSequences % ranks != 0 {
-            throw ConfigError("globalBatch (\(globalBatch)) and evalSequences (\(evalSequences)) must be multiples of the \(ranks) ranks")
+        if globalBatch % ranks != 0 {
+            throw ConfigError("globalBatch (\(globalBatch)) must be a multiple of the \(ranks) ranks")
+        }
+        if evalSequences % globalBatch != 0 {
+            throw ConfigError("evalSequences (\(evalSequences)) must be a multiple of globalBatch (\(globalBatch))")
         }
         if markovSuccessors > markovTokens { throw ConfigError("markovSuccessors cannot exceed markovTokens") }
         if !(optimizer.learningRate > 0) { throw ConfigError("learning rate must be positive, got \(optimizer.learningRate)") }

@@ -2,22 +2,84 @@ import ArgumentParser
 import CometKernels
 import CometLaunch
 import CometMPI
+import CometMoE
+import CometShim
+import CometTraining
 import Foundation
 
-/// `mpirun -n 8 comet-train`: until training lands, a self-check of the runtime.
+/// `mpirun -n 8 comet-train`: trains the toy MoE transformer on the embedded default.
 struct CometTrain: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "comet-train",
         abstract: "Train a toy MoE transformer with one MPI rank per emulated GPU.",
-        discussion: "Training arrives with the MoE layer; for now this runs a self-check of the runtime: "
-            + "ranks and layout, symmetric-window round trips on both paths, and the BLAS kernel.")
+        discussion: """
+            With no flags, trains on a built-in synthetic language whose entropy floor is known exactly, \
+            and leaves a run directory with config.json, metrics.jsonl, summary.json and a safetensors checkpoint.
+            """)
 
+    @Option(help: "A JSON configuration (see --print-config); keys left out keep their defaults.") var config: String?
+    @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
+    @Option(help: "Train byte-level on this text file instead of the built-in language.") var data: String?
+    @Option(help: "The run directory (default: runs/<timestamp>).") var out: String?
+    @Option(help: "Continue from the checkpoint in this run directory.") var resume: String?
+    @Option(help: "Training steps (overrides the configuration).") var steps: Int?
+    @Option(help: "Stop after this step, with a checkpoint, as if interrupted (continue with --resume).") var stopAfter: Int?
+    @Option(help: "sequential, chunked or comet (overrides the configuration).") var schedule: ScheduleKind?
+    @Flag(help: "Run the runtime self-check instead of training.") var selfCheck = false
+    @Option(help: """
+        bar, lines or auto (a bar when standard output is a terminal). Under mpirun every rank's output \
+        looks like a terminal, so pass lines when it goes to a file (scripts/train does).
+        """)
+    var progress: ProgressStyle = .auto
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
         let world = context.world
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
+        if selfCheck { return try runSelfCheck(context, groups) }
+        // A resumed run continues with its own configuration unless given another.
+        let configPath = self.config ?? resume.map { URL(fileURLWithPath: $0).appendingPathComponent("config.json").path }
+        var config = try configPath.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        if let steps { config.steps = steps }
+        if let schedule { config.schedule = schedule }
+        if printConfig {
+            if world.rank == 0 { print(String(decoding: try config.json(), as: UTF8.self)) }
+            return
+        }
+        let directory = URL(fileURLWithPath: out ?? resume ?? "runs/\(timestamp(world))")
+        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, runDirectory: directory,
+                                  resume: resume.map { URL(fileURLWithPath: $0) })
+        let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
+        if world.rank == 0 {
+            print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue); "
+                + "\(trainer.model.parameters.count) parameters on rank 0; run directory \(directory.path)")
+            if let floor = trainer.data.lossFloor(length: config.sequenceLength + 1),
+               let unigram = trainer.data.contextFreeLoss(length: config.sequenceLength + 1) {
+                print(String(format: "data: built-in Markov language, entropy floor %.4f nats/token, unigram entropy %.4f", floor, unigram))
+            }
+        }
+        let summary = try trainer.run(until: stopAfter) { progress.update($0) }
+        progress.finish()
+        if world.rank == 0 {
+            var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
+            if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
+            line += String(format: ", %.0f tokens/s, %.1f s", summary.tokens_per_s, summary.wall_seconds)
+            print(line)
+        }
+    }
+
+    /// A name for the run directory that every rank agrees on (rank 0's clock).
+    private func timestamp(_ world: Communicator) -> String {
+        var seconds = [Int64(Date().timeIntervalSince1970)]
+        try? world.broadcast(&seconds, root: 0)
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds[0])))
+    }
+
+    private func runSelfCheck(_ context: RankContext, _ groups: ProcessGroups) throws {
+        let world = context.world
         let nodes = try world.nodeCount()
         let native = try SelfCheck.windowRoundTrip(on: world, forcePutGet: false)
         let putGet = try SelfCheck.windowRoundTrip(on: world, forcePutGet: true)
@@ -27,7 +89,7 @@ struct CometTrain: RankCommand {
         }
         if world.rank == 0 {
             print("""
-            comet-train: runtime self-check (training arrives with the MoE layer)
+            comet-train: runtime self-check
               ranks:  \(world.size) on \(nodes) node(s), layout \(groups.layout), \(MPIRuntime.libraryVersion), MPI_THREAD_MULTIPLE
               groups: expert \(groups.expert.size) ranks, tensor \(groups.tensor.size), data \(groups.data.size)
               window: round trip ok on \(native) and on \(putGet)
@@ -36,6 +98,47 @@ struct CometTrain: RankCommand {
             self-check passed
             """)
         }
+    }
+}
+
+enum ProgressStyle: String, ExpressibleByArgument {
+    case auto, bar, lines
+}
+
+/// Rank 0's view of training: a progress bar on a terminal, plain lines otherwise.
+final class Progress {
+    let total: Int
+    let enabled: Bool
+    let terminal: Bool
+    let start = monotonicSeconds()
+
+    init(total: Int, enabled: Bool, style: ProgressStyle) {
+        self.total = total
+        self.enabled = enabled
+        terminal = style == .bar || (style == .auto && isatty(STDOUT_FILENO) != 0)
+    }
+
+    func update(_ report: Trainer.StepReport) {
+        guard enabled else { return }
+        let elapsed = monotonicSeconds() - start
+        let eta = Double(total - report.step) * elapsed / Double(max(report.step, 1))
+        if terminal {
+            let width = 30, filled = width * report.step / max(total, 1)
+            let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+            print(String(format: "\r[%@] step %d/%d  loss %.4f  %.0f tok/s  ETA %.0f s ", bar, report.step, total, report.loss,
+                         report.tokens_per_s, eta), terminator: "")
+            comet_flush_all()
+            if let eval = report.eval_loss { print(String(format: "\n  eval loss %.4f", eval)) }
+        } else if report.step == 1 || report.step % max(1, total / 20) == 0 || report.eval_loss != nil {
+            var line = String(format: "step %d/%d  loss %.4f  aux %.4f  lr %.2e  %.0f tok/s", report.step, total, report.loss,
+                              report.aux_loss, report.lr, report.tokens_per_s)
+            if let eval = report.eval_loss { line += String(format: "  eval %.4f", eval) }
+            print(line)
+        }
+    }
+
+    func finish() {
+        if enabled && terminal { print("") }
     }
 }
 

@@ -59,7 +59,7 @@ final class RuntimeTests: XCTestCase {
     }
 
     func testSelfCheckOnEightRanks() throws {
-        let job = try MPIJob.run(ranks: 8, "comet-train")
+        let job = try MPIJob.run(ranks: 8, "comet-train", ["--self-check"])
         XCTAssertEqual(job.status, 0, job.transcript)
         XCTAssertTrue(job.stdout.contains("8 on 1 node(s), layout EP=8 x TP=1 x DP=1"), job.transcript)
         XCTAssertTrue(job.stdout.contains("round trip ok on direct (MPI_Win_allocate_shared) and on put/get (MPI_Win_allocate)"), job.transcript)

@@ -1,0 +1,172 @@
+import CometKernels
+import CometMPI
+import CometMoE
+import Foundation
+
+/// One training run on this rank: data, model, optimizer and the run directory.
+///
+/// Rank r of W reads sequences r B/W ..< (r + 1) B/W of every step, so the global
+/// batch B is the same whatever the number of ranks. Rank 0 writes the run
+/// directory: `config.json`, `metrics.jsonl` (a line per step), `summary.json` and
+/// the checkpoint, each file either whole or absent.
+public final class Trainer {
+    public let config: TrainConfig
+    public let data: any DataSource
+    public let model: MoETransformer
+    public let optimizer: AdamW
+    public let groups: ProcessGroups
+    public let runDirectory: URL
+    private let metrics: FileHandle?
+
+    /// What one step measured, over the whole job.
+    public struct StepReport: Codable, Sendable {
+        public let step: Int
+        public let loss: Double
+        public let aux_loss: Double
+        public let lr: Float
+        public let grad_norm: Double
+        public let tokens_per_s: Double
+        /// Seconds of the step in MoE communication and expert GEMMs (slowest rank).
+        public let comm_ms: Double
+        public let gemm_ms: Double
+        /// Tokens routed to each expert over all blocks, all ranks.
+        public let expert_load: [Int]
+        public let eval_loss: Double?
+    }
+
+    /// The run's outcome, also written to `summary.json`.
+    public struct Summary: Codable, Sendable {
+        public let final_train_loss: Double
+        public let final_eval_loss: Double
+        public let entropy_floor: Double?
+        public let unigram_entropy: Double?
+        public let eval_over_floor: Double?
+        public let tokens_per_s: Double
+        public let schedule: String
+        public let layout: String
+        public let ranks: Int
+        public let steps: Int
+        public let wall_seconds: Double
+    }
+
+    /// Builds everything; `data` is a text file (byte-level) or nil for the built-in
+    /// Markov language; `resume` a run directory whose checkpoint to continue from.
+    /// Collective.
+    public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel,
+                runDirectory: URL, resume: URL?) throws {
+        let world = groups.world
+        try config.validate(ranks: world.size, expertParallel: groups.expert.size)
+        self.config = config
+        self.groups = groups
+        self.runDirectory = runDirectory
+        data = try dataPath.map { try ByteText(path: $0, length: config.sequenceLength + 1) }
+            ?? MarkovLanguage(sources: config.markovSources, dataTokens: config.markovTokens,
+                              successors: config.markovSuccessors, seed: config.seed)
+        model = try MoETransformer(config: config, vocabularySize: data.vocabularySize,
+                                   sequences: config.globalBatch / world.size, groups: groups, link: link)
+        optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
+        if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
+        if world.rank == 0 {
+            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+            try config.json().write(to: runDirectory.appendingPathComponent("config.json"), options: .atomic)
+            let url = runDirectory.appendingPathComponent("metrics.jsonl")
+            if resume == nil || !FileManager.default.fileExists(atPath: url.path) {
+                FileManager.default.createFile(atPath: url.path, contents: nil)
+            }
+            metrics = try FileHandle(forWritingTo: url)
+            try metrics?.seekToEnd()
+        } else {
+            metrics = nil
+        }
+    }
+
+    /// Trains from the optimizer's step to `config.steps` (or to step `stop`, as if
+    /// interrupted there), calling `progress` after every step on every rank. Collective.
+    public func run(until stop: Int? = nil, _ progress: (StepReport) -> Void) throws -> Summary {
+        let world = groups.world
+        let (b, t) = (config.globalBatch / world.size, config.sequenceLength)
+        let start = monotonicSeconds()
+        var trained = 0
+        var lastLoss = Double.nan, lastEval = Double.nan
+        let last = min(stop ?? config.steps, config.steps)
+        while optimizer.step < last {
+            let step = optimizer.step
+            let stepStart = monotonicSeconds()
+            let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
+            model.parameters.zeroGradients()
+            let loss = try model.forward(tokens)
+            let forwardTimes = moeTimes()
+            try model.backward()
+            let backwardTimes = moeTimes()
+            let norm = try model.syncGradients()
+            let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)
+            optimizer.update(model.parameters, learningRate: lr, gradientScale: optimizer.clipScale(globalNorm: norm))
+            var totals = [loss.crossEntropy, loss.aux]
+            try world.allReduce(&totals, .sum)
+            var load = loss.expertLoad.map { Int64($0) }
+            try world.allReduce(&load, .sum)
+            var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, monotonicSeconds() - stepStart]
+            try world.allReduce(&times, .max)
+            let isLast = optimizer.step == last
+            let evaluation = optimizer.step % config.evalEvery == 0 || isLast ? try evaluate() : nil
+            lastLoss = totals[0] / Double(world.size)
+            lastEval = evaluation ?? lastEval
+            let report = StepReport(
+                step: optimizer.step, loss: lastLoss, aux_loss: totals[1] / Double(world.size), lr: lr, grad_norm: norm,
+                tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3, gemm_ms: times[1] * 1e3,
+                expert_load: load.map { Int($0) }, eval_loss: evaluation)
+            try appendMetrics(report)
+            if optimizer.step % config.checkpointEvery == 0 || isLast {
+                try Checkpoint.write(model, optimizer, config: config, to: runDirectory)
+            }
+            trained += 1
+            progress(report)
+        }
+        if lastEval.isNaN { lastEval = try evaluate() }
+        let wall = monotonicSeconds() - start
+        let floor = data.lossFloor(length: t + 1)
+        let summary = Summary(
+            final_train_loss: lastLoss, final_eval_loss: lastEval, entropy_floor: floor,
+            unigram_entropy: data.contextFreeLoss(length: t + 1), eval_over_floor: floor.map { lastEval / $0 },
+            tokens_per_s: Double(trained * config.globalBatch * t) / max(wall, 1e-9), schedule: config.schedule.rawValue,
+            layout: groups.layout.description, ranks: world.size, steps: optimizer.step, wall_seconds: wall)
+        if world.rank == 0 {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try encoder.encode(summary).write(to: runDirectory.appendingPathComponent("summary.json"), options: .atomic)
+        }
+        return summary
+    }
+
+    /// Mean cross-entropy over the held-out sequences (the same ones every time). Collective.
+    public func evaluate() throws -> Double {
+        let world = groups.world
+        let (b, t) = (config.globalBatch / world.size, config.sequenceLength)
+        let perRank = config.evalSequences / world.size
+        var total = 0.0
+        var chunks = 0
+        for first in stride(from: 0, to: perRank, by: b) {  // perRank is a multiple of b (see TrainConfig.validate)
+            let tokens = data.sequences(step: 0, first: world.rank * perRank + first, count: b, length: t + 1, evaluation: true)
+            total += try model.forward(tokens).crossEntropy
+            chunks += 1
+        }
+        var mean = [total / Double(max(chunks, 1))]
+        try world.allReduce(&mean, .sum)
+        return mean[0] / Double(world.size)
+    }
+
+    /// Communication and expert-GEMM seconds of every block's last MoE call on this rank.
+    private func moeTimes() -> (comm: Double, gemm: Double) {
+        model.moe.reduce((0, 0)) { ($0.0 + $1.timeline.busySeconds(.comm), $0.1 + $1.timeline.busySeconds(.gemm)) }
+    }
+
+    private func appendMetrics(_ report: StepReport) throws {
+        guard let metrics else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var line = try encoder.encode(report)
+        line.append(0x0A)
+        try metrics.write(contentsOf: line)
+    }
+}
