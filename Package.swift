@@ -40,8 +40,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["CometKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels", "TestSupport"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
-        .testTarget(name: "CometTrainingTests", dependencies: ["CometTraining", "CometKernels"]),
+        .testTarget(name: "CometTrainingTests", dependencies: ["CometTraining", "CometKernels", "TestSupport"]),
         .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels", "TestSupport"]),
-        .testTarget(name: "MultiRankTests", dependencies: []),
+        .testTarget(name: "MultiRankTests", dependencies: ["TestSupport"]),
     ]
 )

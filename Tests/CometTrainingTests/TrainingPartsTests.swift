@@ -1,5 +1,6 @@
 import CometKernels
 @testable import CometTraining
+import TestSupport
 import Foundation
 import XCTest
 
@@ -105,36 +106,23 @@ final class AdamWTests: XCTestCase {
 
 /// Files that Python's `safetensors` reads and writes (skipped where it is not installed).
 final class SafetensorsInteropTests: XCTestCase {
-    private func python(_ script: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw XCTSkip("python3 with the safetensors package is not available") }
-        return text
-    }
-
     func testPythonReadsOurFilesAndWeReadPythons() throws {
-        _ = try python("import safetensors.numpy", [])
+        try requirePythonSafetensors()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let ours = directory.appendingPathComponent("ours.safetensors"), theirs = directory.appendingPathComponent("theirs.safetensors")
         try Safetensors.write([Safetensors.Tensor(name: "w", shape: [2, 2], values: .float32([1, 2, 3, 4.5])),
                                Safetensors.Tensor(name: "step", shape: [1], values: .int64([3]))], to: ours)
-        let printed = try python("""
+        let python = try runPython("""
             import sys, numpy as np
             from safetensors.numpy import load_file, save_file
             d = load_file(sys.argv[1])
             print(d["w"].dtype, d["w"].shape, d["w"].ravel().tolist(), d["step"].tolist())
             save_file({"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, sys.argv[2])
             """, [ours.path, theirs.path])
-        XCTAssertEqual(printed.trimmingCharacters(in: .whitespacesAndNewlines), "float32 (2, 2) [1.0, 2.0, 3.0, 4.5] [3]")
+        XCTAssertEqual(python.status, 0, "Python could not read our file")
+        XCTAssertEqual(python.output, "float32 (2, 2) [1.0, 2.0, 3.0, 4.5] [3]")
         let (tensors, _) = try Safetensors.read(from: theirs)
         XCTAssertEqual(tensors["x"], Safetensors.Tensor(name: "x", shape: [2, 3], values: .float32([0, 1, 2, 3, 4, 5])))
     }

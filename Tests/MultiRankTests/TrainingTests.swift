@@ -1,0 +1,140 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `comet-train` end to end on live jobs: the run directory, resume, layout and
+/// schedule independence, and bad input.
+final class TrainingTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-train-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func train(ranks: Int, _ arguments: [String], timeout: Double = 240) throws -> MPIJob {
+        try MPIJob.run(ranks: ranks, "comet-train", ["--progress", "lines"] + arguments, timeout: timeout)
+    }
+
+    /// (step, loss) of every line of a run's metrics.jsonl.
+    private func losses(_ run: URL) throws -> [(step: Int, loss: Double)] {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { line in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                return (object["step"] as! Int, object["loss"] as! Double)
+            }
+    }
+
+    func testRunDirectoryHoldsConfigMetricsSummaryAndCheckpoint() throws {
+        let run = directory.appendingPathComponent("run")
+        let job = try train(ranks: 4, ["--steps", "12", "--out", run.path])
+        XCTAssertEqual(job.status, 0, job.transcript)
+        XCTAssertTrue(job.stdout.contains("entropy floor"), job.transcript)
+        let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 12)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        for key in ["step", "loss", "aux_loss", "lr", "grad_norm", "tokens_per_s", "comm_ms", "gemm_ms", "expert_load"] {
+            XCTAssertNotNil(first[key], "metrics lack \(key)")
+        }
+        XCTAssertEqual((first["expert_load"] as! [Int]).count, 8)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("summary.json"))) as! [String: Any]
+        for key in ["final_train_loss", "final_eval_loss", "entropy_floor", "unigram_entropy", "tokens_per_s", "schedule", "layout", "wall_seconds"] {
+            XCTAssertNotNil(summary[key], "summary lacks \(key)")
+        }
+        XCTAssertLessThanOrEqual(summary["entropy_floor"] as! Double, (summary["unigram_entropy"] as! Double) / 2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("config.json").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint.safetensors").path))
+        try checkReadableFromPython(run.appendingPathComponent("checkpoint.safetensors"))
+    }
+
+    /// Python's safetensors reads the weights (skipped where it is not installed).
+    private func checkReadableFromPython(_ checkpoint: URL) throws {
+        try requirePythonSafetensors()
+        let python = try runPython("""
+            import sys
+            from safetensors.numpy import load_file
+            d = load_file(sys.argv[1])
+            print(d["embedding"].shape, d["blocks.0.moe.experts.7.down"].shape, int(d["optimizer.step"][0]))
+            """, [checkpoint.path])
+        XCTAssertEqual(python.status, 0, "Python could not read the checkpoint")
+        XCTAssertEqual(python.output, "(52, 64) (128, 64) 12")
+    }
+
+    /// N steps, a stop, then N more give exactly the losses of 2N steps in one go.
+    func testResumeContinuesBitIdentically() throws {
+        let (stopped, straight) = (directory.appendingPathComponent("stopped"), directory.appendingPathComponent("straight"))
+        XCTAssertEqual(try train(ranks: 2, ["--steps", "12", "--stop-after", "6", "--out", stopped.path]).status, 0)
+        let resumed = try train(ranks: 2, ["--resume", stopped.path])
+        XCTAssertEqual(resumed.status, 0, resumed.transcript)
+        XCTAssertEqual(try train(ranks: 2, ["--steps", "12", "--out", straight.path]).status, 0)
+        let (a, b) = (try losses(stopped), try losses(straight))
+        XCTAssertEqual(a.map(\.step), Array(1...12))
+        XCTAssertEqual(a.map(\.loss), b.map(\.loss))
+    }
+
+    /// The same seed and global batch give the same losses within 1e-4 relative for
+    /// 1, 2, 4 and 8 ranks and every schedule.
+    func testLossCurveDoesNotDependOnLayoutOrSchedule() throws {
+        var curves: [String: [Double]] = [:]
+        for (ranks, schedule) in [(1, "comet"), (2, "sequential"), (4, "chunked"), (8, "comet"), (8, "sequential"), (8, "chunked")] {
+            let run = directory.appendingPathComponent("\(ranks)-\(schedule)")
+            let job = try train(ranks: ranks, ["--steps", "8", "--schedule", schedule, "--out", run.path])
+            XCTAssertEqual(job.status, 0, job.transcript)
+            curves["\(ranks) ranks, \(schedule)"] = try losses(run).map(\.loss)
+        }
+        let reference = curves["1 ranks, comet"]!
+        for (name, curve) in curves {
+            for (x, y) in zip(curve, reference) {
+                XCTAssertEqual(x, y, accuracy: 1e-4 * abs(y), "\(name) differs from 1 rank: \(curve) vs \(reference)")
+            }
+        }
+    }
+
+    /// One clear message from rank 0, a non-zero exit, no hang, nothing half-written.
+    func testBadInputGetsOneClearMessage() throws {
+        func expectFailure(_ arguments: [String], _ message: String, ranks: Int = 4, file: StaticString = #filePath, line: UInt = #line) throws {
+            let job = try train(ranks: ranks, arguments, timeout: 120)
+            XCTAssertFalse(job.timedOut, "hung: \(job.transcript)", file: file, line: line)
+            XCTAssertNotEqual(job.status, 0, job.transcript, file: file, line: line)
+            XCTAssertEqual(job.errorLines(containing: message), 1, job.transcript, file: file, line: line)
+            XCTAssertFalse(job.stderr.contains("crashed") || job.stderr.contains("Fatal error"), job.transcript, file: file, line: line)
+        }
+        let config = directory.appendingPathComponent("config.json")
+        try #"{"steps": 3,"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "is not a JSON object")
+        try #"{"topK": 9}"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "topK (9) cannot exceed experts (8)")
+        try #"{"optimizer": {"learningRate": 0}}"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "learning rate must be positive")
+        try #"{"modelWidth": -8}"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "modelWidth must be at least 1")
+        try #"{"experts": 6}"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "6 experts cannot be shared out evenly over 4")
+        try expectFailure(["--data", directory.appendingPathComponent("missing.txt").path], "does not exist")
+        let empty = directory.appendingPathComponent("empty.txt")
+        FileManager.default.createFile(atPath: empty.path, contents: Data())
+        try expectFailure(["--data", empty.path], "has 0 bytes")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["config.json", "empty.txt"],
+                       "a failed start left files behind")
+
+        // Checkpoints: corrupt, truncated, and from a model of another shape.
+        let run = directory.appendingPathComponent("run")
+        XCTAssertEqual(try train(ranks: 2, ["--steps", "2", "--out", run.path]).status, 0)
+        let checkpoint = run.appendingPathComponent("checkpoint.safetensors")
+        let good = try Data(contentsOf: checkpoint)
+        try Data(good.prefix(good.count / 2)).write(to: checkpoint)
+        try expectFailure(["--resume", run.path], "corrupt or truncated", ranks: 2)
+        var garbled = good
+        garbled.replaceSubrange(8..<40, with: Data(repeating: 0x7B, count: 32))
+        try garbled.write(to: checkpoint)
+        try expectFailure(["--resume", run.path], "corrupt or truncated", ranks: 2)
+        try good.write(to: checkpoint)
+        try #"{"modelWidth": 32, "steps": 4}"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--resume", run.path, "--config", config.path], "does not match this model", ranks: 2)
+        XCTAssertEqual(try Data(contentsOf: checkpoint), good, "a failed resume changed the checkpoint")
+    }
+}
