@@ -33,7 +33,7 @@ let package = Package(
             ]),
 
         .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim"]),
-        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE", "CometTraining"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),
 

@@ -17,6 +17,9 @@ public final class MoELayer {
     public let timeline = Timeline()
     private var saved: (x: MatrixView, call: LayerCall)?
 
+    /// The routing plan of the last forward.
+    public var lastPlan: RoutingPlan? { saved?.call.plan }
+
     /// The layer's tensors on rank `rank` of an expert-parallel group of `ranks`,
     /// named under `prefix`: the router's gate and this rank's experts.
     public static func parameterTensors(config: MoEConfig, ranks: Int, rank: Int, prefix: String) -> [ParameterSet.Tensor] {

@@ -70,6 +70,18 @@ public final class MoETransformer {
         }
     }
 
+    /// Paces every later MoE transfer with `link`.
+    public func useLink(_ link: LinkModel) {
+        for layer in moe { layer.useLink(link) }
+    }
+
+    /// Bytes of the busiest rank pair's exchange in any block's last forward (either direction).
+    public var busiestPairBytes: Int {
+        moe.compactMap(\.lastPlan).flatMap { plan in
+            (0..<plan.ranks).filter { $0 != plan.rank }.map { max(plan.sendRange(destination: $0).count, plan.receiveCount(source: $0)) }
+        }.max().map { $0 * config.modelWidth * MemoryLayout<Float>.stride } ?? 0
+    }
+
     /// What one forward pass measured on this rank.
     public struct Loss {
         /// Mean cross-entropy over this rank's predicted tokens, nats.

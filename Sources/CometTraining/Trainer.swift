@@ -7,15 +7,15 @@ import Foundation
 ///
 /// Rank r of W reads sequences r B/W ..< (r + 1) B/W of every step, so the global
 /// batch B is the same whatever the number of ranks. Rank 0 writes the run
-/// directory: `config.json`, `metrics.jsonl` (a line per step), `summary.json` and
-/// the checkpoint, each file either whole or absent.
+/// directory (when there is one): `config.json`, `metrics.jsonl` (a line per
+/// step), `summary.json` and the checkpoint, each file either whole or absent.
 public final class Trainer {
     public let config: TrainConfig
     public let data: any DataSource
     public let model: MoETransformer
     public let optimizer: AdamW
     public let groups: ProcessGroups
-    public let runDirectory: URL
+    public let runDirectory: URL?
     private let metrics: FileHandle?
 
     /// What one step measured, over the whole job.
@@ -31,7 +31,7 @@ public final class Trainer {
         public let gemm_ms: Double
         /// Tokens routed to each expert over all blocks, all ranks.
         public let expert_load: [Int]
-        public let eval_loss: Double?
+        public var eval_loss: Double?
     }
 
     /// The run's outcome, also written to `summary.json`.
@@ -50,10 +50,10 @@ public final class Trainer {
     }
 
     /// Builds everything; `data` is a text file (byte-level) or nil for the built-in
-    /// Markov language; `resume` a run directory whose checkpoint to continue from.
-    /// Collective.
+    /// Markov language; `runDirectory` nil writes no files; `resume` a run directory
+    /// whose checkpoint to continue from. Collective.
     public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel,
-                runDirectory: URL, resume: URL?) throws {
+                runDirectory: URL?, resume: URL?) throws {
         let world = groups.world
         try config.validate(ranks: world.size, expertParallel: groups.expert.size)
         self.config = config
@@ -66,7 +66,7 @@ public final class Trainer {
                                    sequences: config.globalBatch / world.size, groups: groups, link: link)
         optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
         if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
-        if world.rank == 0 {
+        if world.rank == 0, let runDirectory {
             try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
             try config.json().write(to: runDirectory.appendingPathComponent("config.json"), options: .atomic)
             let url = runDirectory.appendingPathComponent("metrics.jsonl")
@@ -84,39 +84,19 @@ public final class Trainer {
     /// interrupted there), calling `progress` after every step on every rank. Collective.
     public func run(until stop: Int? = nil, _ progress: (StepReport) -> Void) throws -> Summary {
         let world = groups.world
-        let (b, t) = (config.globalBatch / world.size, config.sequenceLength)
+        let t = config.sequenceLength
         let start = monotonicSeconds()
         var trained = 0
         var lastLoss = Double.nan, lastEval = Double.nan
         let last = min(stop ?? config.steps, config.steps)
         while optimizer.step < last {
-            let step = optimizer.step
-            let stepStart = monotonicSeconds()
-            let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
-            model.parameters.zeroGradients()
-            let loss = try model.forward(tokens)
-            let forwardTimes = moeTimes()
-            try model.backward()
-            let backwardTimes = moeTimes()
-            let norm = try model.syncGradients()
-            let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)
-            optimizer.update(model.parameters, learningRate: lr, gradientScale: optimizer.clipScale(globalNorm: norm))
-            var totals = [loss.crossEntropy, loss.aux]
-            try world.allReduce(&totals, .sum)
-            var load = loss.expertLoad.map { Int64($0) }
-            try world.allReduce(&load, .sum)
-            var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, monotonicSeconds() - stepStart]
-            try world.allReduce(&times, .max)
+            var report = try step()
             let isLast = optimizer.step == last
-            let evaluation = optimizer.step % config.evalEvery == 0 || isLast ? try evaluate() : nil
-            lastLoss = totals[0] / Double(world.size)
-            lastEval = evaluation ?? lastEval
-            let report = StepReport(
-                step: optimizer.step, loss: lastLoss, aux_loss: totals[1] / Double(world.size), lr: lr, grad_norm: norm,
-                tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3, gemm_ms: times[1] * 1e3,
-                expert_load: load.map { Int($0) }, eval_loss: evaluation)
+            if optimizer.step % config.evalEvery == 0 || isLast { report.eval_loss = try evaluate() }
+            lastLoss = report.loss
+            lastEval = report.eval_loss ?? lastEval
             try appendMetrics(report)
-            if optimizer.step % config.checkpointEvery == 0 || isLast {
+            if let runDirectory, optimizer.step % config.checkpointEvery == 0 || isLast {
                 try Checkpoint.write(model, optimizer, config: config, to: runDirectory)
             }
             trained += 1
@@ -130,13 +110,40 @@ public final class Trainer {
             unigram_entropy: data.contextFreeLoss(length: t + 1), eval_over_floor: floor.map { lastEval / $0 },
             tokens_per_s: Double(trained * config.globalBatch * t) / max(wall, 1e-9), schedule: config.schedule.rawValue,
             layout: groups.layout.description, ranks: world.size, steps: optimizer.step, wall_seconds: wall)
-        if world.rank == 0 {
+        if world.rank == 0, let runDirectory {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try encoder.encode(summary).write(to: runDirectory.appendingPathComponent("summary.json"), options: .atomic)
         }
         return summary
+    }
+
+    /// One training step (forward, backward, gradient sync, AdamW) on the optimizer's
+    /// next step; the report has no evaluation. Collective.
+    public func step() throws -> StepReport {
+        let world = groups.world
+        let (b, t, step) = (config.globalBatch / world.size, config.sequenceLength, optimizer.step)
+        let stepStart = monotonicSeconds()
+        let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
+        model.parameters.zeroGradients()
+        let loss = try model.forward(tokens)
+        let forwardTimes = moeTimes()
+        try model.backward()
+        let backwardTimes = moeTimes()
+        let norm = try model.syncGradients()
+        let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)
+        optimizer.update(model.parameters, learningRate: lr, gradientScale: optimizer.clipScale(globalNorm: norm))
+        var totals = [loss.crossEntropy, loss.aux]
+        try world.allReduce(&totals, .sum)
+        var load = loss.expertLoad.map { Int64($0) }
+        try world.allReduce(&load, .sum)
+        var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, monotonicSeconds() - stepStart]
+        try world.allReduce(&times, .max)
+        return StepReport(
+            step: optimizer.step, loss: totals[0] / Double(world.size), aux_loss: totals[1] / Double(world.size), lr: lr,
+            grad_norm: norm, tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3,
+            gemm_ms: times[1] * 1e3, expert_load: load.map { Int($0) }, eval_loss: nil)
     }
 
     /// Mean cross-entropy over the held-out sequences (the same ones every time). Collective.

@@ -1,0 +1,91 @@
+import ArgumentParser
+import CometKernels
+import CometLaunch
+import CometMPI
+import CometMoE
+import CometTraining
+import Foundation
+
+/// Training throughput of the whole model under each schedule, on the same
+/// configuration and data, interleaved step by step in one run.
+struct E2EBench: RankCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "e2e",
+        abstract: "Training tokens/s of comet, sequential and chunked on the same configuration in one run.",
+        discussion: """
+            Every schedule trains its own copy of the model from the same seed on the same batches. The \
+            balanced link is calibrated on sequential so that the MoE layers communicate about as long as \
+            their expert GEMMs compute.
+            """)
+
+    @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
+    @Option(help: "Schedules to run (repeatable; default all three).") var schedule: [ScheduleKind] = ScheduleKind.allCases
+    @Option(help: "native or balanced.") var link: LinkChoice = .balanced
+    @Option(help: "Measured steps per schedule.") var iterations = 10
+    @Option(help: "Warm-up steps per schedule.") var warmup = 2
+    @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @OptionGroup var layout: LayoutOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    enum LinkChoice: String, ExpressibleByArgument { case native, balanced }
+
+    struct Row: Encodable {
+        let schedule: String
+        let step_ms: Double
+        let tokens_per_s: Double
+        let speedup: Double
+        let moe_comm_ms: Double
+        let moe_gemm_ms: Double
+    }
+
+    func run(on context: RankContext) throws {
+        let world = context.world
+        let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
+        let base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        func trainer(_ kind: ScheduleKind) throws -> Trainer {
+            var config = base
+            config.schedule = kind
+            config.steps = max(config.steps, warmup + iterations + 3)
+            return try Trainer(config: config, dataPath: nil, groups: groups, link: .native, runDirectory: nil, resume: nil)
+        }
+        // Calibrate on sequential: MoE GEMM time per step and the busiest pair's bytes.
+        let calibration = try trainer(.sequential)
+        var gemm: [Double] = []
+        for _ in 0..<3 { gemm.append(try calibration.step().gemm_ms / 1e3) }
+        let bytes = Int(try world.allReduce(Int64(calibration.model.busiestPairBytes), .max))
+        let model: LinkModel = link == .native ? .native
+            : .balanced(gemmSeconds: gemm.sorted()[1], busiestPairBytes: bytes, exchanges: 4 * base.layers)
+        let trainers = try schedule.map { try trainer($0) }
+        for trainer in trainers { trainer.model.useLink(model) }
+
+        var samples = [[Trainer.StepReport]](repeating: [], count: trainers.count)
+        for iteration in 0..<(warmup + iterations) {
+            for offset in trainers.indices {
+                let index = (offset + iteration) % trainers.count
+                try world.barrier()
+                let report = try trainers[index].step()
+                if iteration >= warmup { samples[index].append(report) }
+            }
+        }
+        guard world.rank == 0 else { return }
+        let tokens = Double(base.globalBatch * base.sequenceLength)
+        let medians = samples.map { reports in
+            (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)), gemm: median(reports.map(\.gemm_ms)))
+        }
+        let sequential = schedule.firstIndex(of: .sequential).map { medians[$0].step }
+        let rows = zip(schedule, medians).map { kind, m in
+            Row(schedule: kind.rawValue, step_ms: m.step * 1e3, tokens_per_s: tokens / m.step,
+                speedup: sequential.map { $0 / m.step } ?? .nan, moe_comm_ms: m.comm, moe_gemm_ms: m.gemm)
+        }
+        print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
+            + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
+        print("link: \(model)")
+        print("medians of \(iterations) steps after \(warmup) warm-up steps:")
+        print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms")
+        for row in rows {
+            print(padded(row.schedule, 12) + String(format: "  %7.1f  %9.0f  %6.2fx  %11.1f  %11.1f",
+                                                    row.step_ms, row.tokens_per_s, row.speedup, row.moe_comm_ms, row.moe_gemm_ms))
+        }
+        if let json { try writeJSON(rows, to: json) }
+    }
+}
