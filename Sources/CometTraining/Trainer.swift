@@ -56,6 +56,9 @@ public final class Trainer {
                 runDirectory: URL?, resume: URL?) throws {
         let world = groups.world
         try config.validate(ranks: world.size, expertParallel: groups.expert.size)
+        if groups.layout.tensorParallel > 1 {
+            throw ConfigError("expert tensor parallelism (TP > 1) is not supported yet; use --tp 1 (with --ep and --dp)")
+        }
         self.config = config
         self.groups = groups
         self.runDirectory = runDirectory

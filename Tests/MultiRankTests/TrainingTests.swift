@@ -77,14 +77,19 @@ final class TrainingTests: XCTestCase {
     }
 
     /// The same seed and global batch give the same losses within 1e-4 relative for
-    /// 1, 2, 4 and 8 ranks and every schedule.
+    /// 1, 2, 4 and 8 ranks, expert-parallel and data-parallel layouts, and every schedule.
     func testLossCurveDoesNotDependOnLayoutOrSchedule() throws {
         var curves: [String: [Double]] = [:]
-        for (ranks, schedule) in [(1, "comet"), (2, "sequential"), (4, "chunked"), (8, "comet"), (8, "sequential"), (8, "chunked")] {
-            let run = directory.appendingPathComponent("\(ranks)-\(schedule)")
-            let job = try train(ranks: ranks, ["--steps", "8", "--schedule", schedule, "--out", run.path])
+        let runs: [(ranks: Int, schedule: String, layout: [String])] = [
+            (1, "comet", []), (2, "sequential", []), (4, "chunked", []), (8, "comet", []), (8, "sequential", []),
+            (8, "chunked", []), (8, "comet", ["--ep", "4", "--dp", "2"]),
+        ]
+        for (ranks, schedule, layout) in runs {
+            let run = directory.appendingPathComponent("\(ranks)-\(schedule)-\(layout.joined())")
+            let job = try train(ranks: ranks, ["--steps", "8", "--schedule", schedule, "--out", run.path] + layout)
             XCTAssertEqual(job.status, 0, job.transcript)
-            curves["\(ranks) ranks, \(schedule)"] = try losses(run).map(\.loss)
+            let name = ([("\(ranks) ranks")] + layout).joined(separator: " ") + ", \(schedule)"
+            curves[name] = try losses(run).map(\.loss)
         }
         let reference = curves["1 ranks, comet"]!
         for (name, curve) in curves {
