@@ -125,7 +125,7 @@ public final class CometSchedule: MoESchedule {
         let rowTasks = rowTileOrder(plan, order: order, tileRows: tileRows)
         let board = LandingBoard(plan, order: order, respectArrivals: emulated), maxGEMMRows = 4 * tileRows
         let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
-        let rowsDone = ThreadFlag()
+        let rowsDone = ThreadFlag(), layer0Done = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
         let returned = returnRows, layout = self.layout
 
@@ -134,6 +134,10 @@ public final class CometSchedule: MoESchedule {
                 // layer0: pull this thread's sources' tiles, in the order the GEMM threads take them.
                 let sources = Set(order.indices.filter { $0 % commThreads == thread }.map { order[$0] })
                 for source in sources where lastTile[source] == nil {  // nothing to pull from it
+                    // Still wait for its rows of this phase: a rank that has published this
+                    // phase has finished the last one, so no push below reaches it early.
+                    try window.waitForFlag(layout.readyFlag(source: source), toReach: UInt64(phase),
+                                           "rank \(source)'s rows of phase \(phase)")
                     try window.addToFlag(layout.pulledFlag, 1, onRank: source)
                 }
                 var ready = Set<Int>()
@@ -152,6 +156,9 @@ public final class CometSchedule: MoESchedule {
                                             "pull \(tile.rows.count) rows from rank \(tile.source)")
                     board.land(source: tile.source, expert: tile.expert, upTo: tile.rows.upperBound, arrival: arrival)
                 }
+                // Every source has published this phase before any block is pushed.
+                layer0Done.add(1)
+                layer0Done.wait(toReach: commThreads, timeout: timeout, "the other communicator threads' pulls (phase \(phase))")
                 // layer1: push this thread's blocks as they finish; reduce those that have come home.
                 let mine = blocks.indices.filter { $0 % commThreads == thread }
                 var pushed = 0, reduced = 0
