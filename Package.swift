@@ -25,6 +25,7 @@ let package = Package(
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim"]),
         .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
         .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE"]),
+        .target(name: "CometTelemetry", dependencies: ["CometMPI", "CometMoE"]),
         .target(
             name: "CometLaunch",
             dependencies: [
@@ -33,7 +34,7 @@ let package = Package(
             ]),
 
         .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim"]),
-        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE", "CometTraining"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),
 

@@ -124,6 +124,21 @@ extension Communicator {
         return try allToAllV(send, sendCounts: sendCounts, receiveCounts: receiveCounts)
     }
 
+    /// Every rank's `send` (any count) at `root`, in rank order; empty on the other ranks.
+    public func gather<T: MPIScalar & Numeric>(_ send: [T], root: Int) throws -> [[T]] {
+        let counts = try allGather([Int64(send.count)]).map { Int($0) }
+        var sendCounts = [Int](repeating: 0, count: size)
+        sendCounts[root] = send.count
+        let receiveCounts = rank == root ? counts : [Int](repeating: 0, count: size)
+        let received = try allToAllV(send, sendCounts: sendCounts, receiveCounts: receiveCounts)
+        guard rank == root else { return [] }
+        var start = 0
+        return counts.map { count in
+            defer { start += count }
+            return Array(received[start..<(start + count)])
+        }
+    }
+
     /// `allToAllV` when both sides' counts are known.
     public func allToAllV<T: MPIScalar & Numeric>(_ send: [T], sendCounts: [Int], receiveCounts: [Int]) throws -> [T] {
         var receive = [T](repeating: 0, count: receiveCounts.reduce(0, +))

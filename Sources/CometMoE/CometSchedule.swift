@@ -153,7 +153,9 @@ public final class CometSchedule: MoESchedule {
                     if lastTile[tile.source] == task { try window.addToFlag(layout.pulledFlag, 1, onRank: tile.source) }
                     let arrival = call.link.book(bytes: tile.rows.count * layout.rowBytes, peer: tile.source, isSelf: tile.source == me)
                     timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
-                                            "pull \(tile.rows.count) rows from rank \(tile.source)")
+                                            "pull \(tile.rows.count) rows from rank \(tile.source)",
+                                            ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)",
+                                             "rows": "\(tile.rows)", "bytes": "\(tile.rows.count * layout.rowBytes)"])
                     board.land(source: tile.source, expert: tile.expert, upTo: tile.rows.upperBound, arrival: arrival)
                 }
                 // Every source has published this phase before any block is pushed.
@@ -183,7 +185,9 @@ public final class CometSchedule: MoESchedule {
                             try window.put(&arrival, byteCount: 8, toRank: home, offset: layout.stampOffset(block: block, source: me))
                             try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
                             timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
-                                                    "push block \(block), \(bytes) B to rank \(home)")
+                                                    "push block \(block), \(bytes) B to rank \(home)",
+                                                    ["half": "layer1", "peer": "\(home)", "block": "\(block)",
+                                                     "columns": "\(columns)", "bytes": "\(bytes)"])
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
@@ -195,7 +199,10 @@ public final class CometSchedule: MoESchedule {
                             }
                             sleep(until: stamps.max() ?? 0)
                         }
-                        timeline.record(.local, thread: thread, "top-k reduce block \(block)") { reduce(returned, blocks[block]) }
+                        timeline.record(.local, thread: thread, "top-k reduce block \(block)",
+                                        ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
+                            reduce(returned, blocks[block])
+                        }
                         reduced += 1
                         backoff = Backoff(timeout: timeout)
                     } else {
@@ -208,7 +215,8 @@ public final class CometSchedule: MoESchedule {
                 let worker = thread
                 // layer0: whatever rows have arrived, own rank's first, up to 4 tiles at once.
                 while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase) {
-                    timeline.recordGEMM(thread: worker, "rows \(work.rows) from rank \(work.source), expert \(work.expert)") {
+                    timeline.recordGEMM(thread: worker, "rows \(work.rows) from rank \(work.source), expert \(work.expert)",
+                                        ["half": "layer0", "peer": "\(work.source)", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                         rowTile(call.experts, work.expert, work.rows)
                     }
                     rowsDone.add(work.rows.count)
@@ -216,13 +224,14 @@ public final class CometSchedule: MoESchedule {
                 rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
                 // layer1: column blocks across all local experts.
                 while let block = blockCounter.take() {
-                    timeline.recordGEMM(thread: worker, "column block \(block)") {
+                    timeline.recordGEMM(thread: worker, "column block \(block)",
+                                        ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
                         (0..<plan.expertsPerRank).reduce(0) { $0 + columnBlock(call.experts, $1, plan.expertRows($1), blocks[block]) }
                     }
                     try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
                 }
                 while let task = tailCounter.take() {
-                    timeline.recordGEMM(thread: worker, "weight gradient") { tail[task](call.experts) }
+                    timeline.recordGEMM(thread: worker, "weight gradient", ["half": "tail"]) { tail[task](call.experts) }
                 }
             }
         }

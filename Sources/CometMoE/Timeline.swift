@@ -27,6 +27,8 @@ public struct Activity: Sendable {
     /// FLOPs of the GEMMs in it (GEMM activities only).
     public let flops: Double
     public let label: String
+    /// Details for traces: layer half, expert, rows or columns, bytes, peer rank.
+    public let arguments: [String: String]
 }
 
 /// The activities of one rank's threads during one layer call, for the
@@ -38,30 +40,35 @@ public final class Timeline: Sendable {
 
     /// Runs `body` and records it as `kind` on `thread`.
     @discardableResult
-    public func record<T>(_ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String = "", _ body: () throws -> T) rethrows -> T {
-        try measure(kind, thread: thread, label(), flops: { _ in 0 }, body)
+    public func record<T>(
+        _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String = "", _ arguments: [String: String] = [:],
+        _ body: () throws -> T
+    ) rethrows -> T {
+        try measure(kind, thread: thread, label(), arguments, flops: { _ in 0 }, body)
     }
 
     /// Records a transfer on `thread` that ran from `start` until `end` (its arrival
     /// by the link model, which may lie after the copy itself has finished).
-    public func recordTransfer(thread: Int, start: Double, end: Double, _ label: @autoclosure () -> String) {
-        let activity = Activity(kind: .comm, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label())
+    public func recordTransfer(thread: Int, start: Double, end: Double, _ label: @autoclosure () -> String, _ arguments: [String: String] = [:]) {
+        let activity = Activity(kind: .comm, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(),
+                                arguments: arguments)
         activities.withLock { $0.append(activity) }
     }
 
     /// Runs `body`, which returns its FLOPs, and records it as a GEMM activity on `thread`.
-    public func recordGEMM(thread: Int, _ label: @autoclosure () -> String, _ body: () -> Double) {
-        measure(.gemm, thread: thread, label(), flops: { $0 }, body)
+    public func recordGEMM(thread: Int, _ label: @autoclosure () -> String, _ arguments: [String: String] = [:], _ body: () -> Double) {
+        measure(.gemm, thread: thread, label(), arguments, flops: { $0 }, body)
     }
 
     @discardableResult
     private func measure<T>(
-        _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, flops: (T) -> Double, _ body: () throws -> T
+        _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, _ arguments: [String: String],
+        flops: (T) -> Double, _ body: () throws -> T
     ) rethrows -> T {
         let (start, cpuStart) = (monotonicSeconds(), threadCPUSeconds())
         let result = try body()
         let activity = Activity(kind: kind, thread: thread, start: start, end: monotonicSeconds(),
-                                cpuSeconds: threadCPUSeconds() - cpuStart, flops: flops(result), label: label())
+                                cpuSeconds: threadCPUSeconds() - cpuStart, flops: flops(result), label: label(), arguments: arguments)
         activities.withLock { $0.append(activity) }
         return result
     }

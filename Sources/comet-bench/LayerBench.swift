@@ -3,6 +3,7 @@ import CometKernels
 import CometLaunch
 import CometMPI
 import CometMoE
+import CometTelemetry
 import Foundation
 
 /// One MoE layer, forward and backward, under each schedule on the same tokens
@@ -27,6 +28,7 @@ struct LayerBench: RankCommand {
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
     @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @Option(help: "Write the last iteration of every schedule as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
     @OptionGroup var moe: MoEOptions
     @OptionGroup var flags: ScheduleFlags
     @OptionGroup var runtime: RuntimeOptions
@@ -86,6 +88,12 @@ struct LayerBench: RankCommand {
                 if iteration >= warmup { samples[index].append(sample) }
             }
         }
+        if let trace {
+            let activities = zip(variants, samples).flatMap { variant, runs in
+                (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
+            }
+            try ChromeTrace.write(activities, world: world, to: trace)
+        }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`
@@ -139,6 +147,8 @@ struct LayerBench: RankCommand {
     /// One forward and backward of one schedule, each timed between barriers.
     struct Sample {
         let forward: Double, backward: Double, comm: Double, gemm: Double, gemmGFLOPs: Double
+        /// This rank's activities, forward then backward.
+        let activities: [(phase: String, activity: Activity)]
     }
 
     private func measure(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Sample {
@@ -150,6 +160,7 @@ struct LayerBench: RankCommand {
         let forward = monotonicSeconds() - start
         let (forwardComm, forwardGEMM) = (layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm))
         let forwardRate = layer.timeline.gemmGFLOPsPerThread
+        let forwardActivities = layer.timeline.all
         start = monotonicSeconds()
         try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
         try world.barrier()
@@ -157,8 +168,10 @@ struct LayerBench: RankCommand {
         let comm = try world.allReduce(forwardComm + layer.timeline.busySeconds(.comm), .max)
         let gemm = try world.allReduce(forwardGEMM + layer.timeline.busySeconds(.gemm), .max)
         let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)
+        let activities = forwardActivities.map { (phase: "forward", activity: $0) }
+            + layer.timeline.all.map { (phase: "backward", activity: $0) }
         return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                      comm: comm, gemm: gemm, gemmGFLOPs: rate)
+                      comm: comm, gemm: gemm, gemmGFLOPs: rate, activities: activities)
     }
 }
 

@@ -99,3 +99,29 @@ final class MoETests: XCTestCase {
         }
     }
 }
+
+/// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the expected tracks.
+final class TraceTests: XCTestCase {
+    func testLayerBenchWritesAChromeTrace() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).trace.json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let job = try MPIJob.run(ranks: 2, "comet-bench", [
+            "layer", "--tokens", "64", "--model-width", "32", "--hidden-width", "48", "--experts", "4", "--iterations", "1",
+            "--warmup", "0", "--chunks", "2", "--link", "balanced", "--trace", path,
+        ])
+        XCTAssertEqual(job.status, 0, job.transcript)
+        let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        let events = trace["traceEvents"] as! [[String: Any]]
+        let names = Set(events.filter { $0["ph"] as? String == "M" }.compactMap { ($0["args"] as? [String: String])?["name"] })
+        XCTAssertTrue(names.isSuperset(of: ["rank 0", "rank 1"]), "\(names)")
+        XCTAssertTrue(names.contains { $0.hasPrefix("GEMM thread") } && names.contains { $0.hasPrefix("communicator thread") }, "\(names)")
+        let comet = events.filter { ($0["cat"] as? String)?.contains("comet") == true }
+        for (kind, half) in [("comm", "layer0"), ("gemm", "layer0"), ("comm", "layer1"), ("gemm", "layer1"), ("local", "layer1")] {
+            XCTAssertTrue(comet.contains { ($0["cat"] as! String).hasPrefix(kind) && ($0["args"] as? [String: String])?["half"] == half },
+                          "no comet \(kind) event in \(half)")
+        }
+        for pid in [0, 1] { XCTAssertTrue(comet.contains { $0["pid"] as? Int == pid }, "no events from rank \(pid)") }
+        XCTAssertTrue(events.contains { ($0["cat"] as? String)?.contains("sequential") == true })
+        XCTAssertTrue(events.allSatisfy { ($0["ts"] as? Double ?? 0) >= 0 })
+    }
+}
