@@ -17,7 +17,7 @@ public enum ChromeTrace {
     }
 
     /// One trace event; times in microseconds.
-    struct Event: Codable {
+    public struct Event: Codable, Sendable {
         let name: String
         let cat: String
         let ph: String
@@ -26,6 +26,11 @@ public enum ChromeTrace {
         let pid: Int
         let tid: Int
         let args: [String: String]
+
+        /// "gemm", "comm" or "local".
+        var kind: String { String(cat.prefix { $0 != "," }) }
+        /// The phase the event belongs to, e.g. "comet forward".
+        var phase: String { String(cat.drop { $0 != "," }.dropFirst()) }
 
         func shifted(by delta: Double) -> Event {
             Event(name: name, cat: cat, ph: ph, ts: ts + delta, dur: dur, pid: pid, tid: tid, args: args)
@@ -36,46 +41,58 @@ public enum ChromeTrace {
         }
     }
 
-    /// Gathers every rank's `activities` (grouped under `phase` names, e.g. "comet
-    /// forward") at rank 0 and writes the trace to `path` there. Collective.
-    /// Times start at the earliest activity of the job.
-    public static func write(_ activities: [(phase: String, activity: Activity)], world: Communicator, to path: String) throws {
+    /// Every rank's `activities` (grouped under `phase` names, e.g. "comet forward")
+    /// as events at rank 0, times in microseconds from the job's earliest activity on
+    /// rank 0's clock; nil on the other ranks. Collective.
+    public static func gather(_ activities: [(phase: String, activity: Activity)], world: Communicator) throws -> [Event]? {
         let offset = try clockOffset(world)
-        let encoder = JSONEncoder()
         let events = activities.map { phase, a in
             Event(name: a.label.isEmpty ? a.kind.rawValue : a.label, cat: "\(a.kind.rawValue),\(phase)", ph: "X",
                   ts: (a.start + offset) * 1e6, dur: (a.end - a.start) * 1e6, pid: world.rank, tid: a.thread,
                   args: a.arguments.merging(["phase": phase, "cpu_us": String(format: "%.0f", a.cpuSeconds * 1e6)]) { $1 })
         }
-        let local = try encoder.encode(events)
-        let gathered = try world.gather([UInt8](local), root: 0)
-        guard world.rank == 0 else { return }
-        var all = try gathered.flatMap { try JSONDecoder().decode([Event].self, from: Data($0)) }
+        let gathered = try world.gather([UInt8](try JSONEncoder().encode(events)), root: 0)
+        guard world.rank == 0 else { return nil }
+        let all = try gathered.flatMap { try JSONDecoder().decode([Event].self, from: Data($0)) }
         let origin = all.map(\.ts).min() ?? 0
-        all = all.map { $0.shifted(by: -origin) }
+        return all.map { $0.shifted(by: -origin) }.sorted { ($0.pid, $0.ts) < ($1.pid, $1.ts) }
+    }
+
+    /// Writes `events` (from `gather`) as a trace file, with process and thread names.
+    public static func write(_ events: [Event], to path: String) throws {
         var metadata: [Event] = []
-        for rank in 0..<world.size {
+        for rank in Set(events.map(\.pid)).sorted() {
             metadata.append(.metadata("process_name", pid: rank, tid: 0, name: "rank \(rank)"))
-            for thread in Set(all.filter { $0.pid == rank }.map(\.tid)).sorted() {
-                let kinds = all.filter { $0.pid == rank && $0.tid == thread }.map { String($0.cat.prefix { $0 != "," }) }
-                let kind = ["gemm", "comm", "local"].max { a, b in kinds.filter { $0 == a }.count < kinds.filter { $0 == b }.count }!
-                let name = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread"][kind]!
-                metadata.append(.metadata("thread_name", pid: rank, tid: thread, name: "\(name) \(thread)"))
+            for thread in Set(events.filter { $0.pid == rank }.map(\.tid)).sorted() {
+                let kind = dominantKind(events.filter { $0.pid == rank && $0.tid == thread })
+                metadata.append(.metadata("thread_name", pid: rank, tid: thread, name: "\(threadName[kind] ?? kind) \(thread)"))
             }
         }
-        let trace = Trace(traceEvents: metadata + all.sorted { ($0.pid, $0.ts) < ($1.pid, $1.ts) }, displayTimeUnit: "ms")
-        let output = JSONEncoder()
-        output.outputFormatting = [.sortedKeys]
-        do {
-            try output.encode(trace).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw TraceError(description: "cannot write the trace \(path): \(error.localizedDescription)")
-        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try save(encoder.encode(Trace(traceEvents: metadata + events, displayTimeUnit: "ms")), to: path)
+    }
+
+    static let threadName = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread"]
+
+    /// The activity kind most of `events` have ("gemm", "comm" or "local").
+    static func dominantKind(_ events: [Event]) -> String {
+        let kinds = events.map(\.kind)
+        return ["gemm", "comm", "local"].max { a, b in kinds.filter { $0 == a }.count < kinds.filter { $0 == b }.count }!
     }
 
     struct Trace: Encodable {
         let traceEvents: [Event]
         let displayTimeUnit: String
+    }
+}
+
+/// Writes `data` to `path` atomically, or fails with a clear message.
+public func save(_ data: Data, to path: String) throws {
+    do {
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    } catch {
+        throw TraceError(description: "cannot write \(path): \(error.localizedDescription)")
     }
 }
 

@@ -29,6 +29,7 @@ struct LayerBench: RankCommand {
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
     @Option(help: "Also write the figures to this JSON file.") var json: String?
     @Option(help: "Write the last iteration of every schedule as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
+    @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var moe: MoEOptions
     @OptionGroup var flags: ScheduleFlags
     @OptionGroup var runtime: RuntimeOptions
@@ -88,11 +89,17 @@ struct LayerBench: RankCommand {
                 if iteration >= warmup { samples[index].append(sample) }
             }
         }
-        if let trace {
+        if trace != nil || gantt != nil {
             let activities = zip(variants, samples).flatMap { variant, runs in
                 (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
             }
-            try ChromeTrace.write(activities, world: world, to: trace)
+            if let events = try ChromeTrace.gather(activities, world: world) {
+                if let trace { try ChromeTrace.write(events, to: trace) }
+                if let gantt {
+                    let title = "One MoE layer, forward + backward, \(world.size) ranks, link \(model.name)"
+                    try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
+                }
+            }
         }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)

@@ -1,3 +1,7 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import XCTest
 
 /// The MoE layer on live jobs of 1 to 8 ranks: `comet-probe moe` checks every
@@ -107,8 +111,10 @@ final class TraceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let job = try MPIJob.run(ranks: 2, "comet-bench", [
             "layer", "--tokens", "64", "--model-width", "32", "--hidden-width", "48", "--experts", "4", "--iterations", "1",
-            "--warmup", "0", "--chunks", "2", "--link", "balanced", "--trace", path,
+            "--warmup", "0", "--chunks", "2", "--link", "balanced", "--trace", path, "--gantt", path + ".svg",
         ])
+        defer { try? FileManager.default.removeItem(atPath: path + ".svg") }
+        XCTAssertTrue(XMLParser(contentsOf: URL(fileURLWithPath: path + ".svg"))?.parse() == true, "the Gantt SVG is not well-formed XML")
         XCTAssertEqual(job.status, 0, job.transcript)
         let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
         let events = trace["traceEvents"] as! [[String: Any]]
