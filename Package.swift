@@ -33,7 +33,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim"]),
+        .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim", "CometTelemetry"]),
         .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),

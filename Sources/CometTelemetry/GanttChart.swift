@@ -23,18 +23,18 @@ public enum GanttChart {
         var y = top
         var body = ""
         for section in sections {
-            body += text(x: 8, y: y + 12, section.name, bold: true)
+            body += Plots.text(8, y + 12, section.name, bold: true)
             y += 18
             let rows = orderedUnique(section.events.map { RowKey(rank: $0.pid, thread: $0.tid) }).sorted()
             for row in rows {
                 let own = section.events.filter { $0.pid == row.rank && $0.tid == row.thread }
                 let kind = ChromeTrace.dominantKind(own)
-                body += text(x: 8, y: y + rowHeight - 1, "rank \(row.rank) \(ChromeTrace.threadName[kind] ?? kind) \(row.thread)", size: 8)
+                body += Plots.text(8, y + rowHeight - 1, "rank \(row.rank) \(ChromeTrace.threadName[kind] ?? kind) \(row.thread)", size: 8)
                 for event in own {
                     let x = left + event.ts * scale, w = max((event.dur ?? 0) * scale, 0.5)
                     body += String(format: #"<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%@" fill-opacity="%@"><title>%@</title></rect>"#,
                                    x, y, w, rowHeight - 1.5, colors[event.kind] ?? "#000000", event.kind == "comm" ? "0.45" : "0.9",
-                                   escape("\(event.name) (\(String(format: "%.2f", (event.dur ?? 0) / 1e3)) ms)"))
+                                   Plots.escape("\(event.name) (\(String(format: "%.2f", (event.dur ?? 0) / 1e3)) ms)"))
                     body += "\n"
                 }
                 y += rowHeight
@@ -43,23 +43,23 @@ public enum GanttChart {
         }
         let height = y + 40
         var axis = ""
-        let tick = niceTick(span / 1e3 / 8)
+        let tick = Plots.roundStep(atLeast: span / 1e3 / 8)
         var t = 0.0
         while t * 1e3 <= span {
             let x = left + t * 1e3 * scale
             axis += String(format: ##"<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#dddddd"/>"##, x, top, x, y)
-            axis += text(x: x - 8, y: y + 14, String(format: "%g ms", t), size: 9)
+            axis += Plots.text(x - 8, y + 14, String(format: "%g ms", t), size: 9)
             t += tick
         }
         let legend = colors.sorted { $0.key < $1.key }.enumerated().map { index, entry in
             String(format: #"<rect x="%.0f" y="12" width="10" height="10" fill="%@"/>"#, left + 420 + Double(index) * 110, entry.value)
-                + text(x: left + 434 + Double(index) * 110, y: 21, ["gemm": "GEMM", "comm": "communication", "local": "reduce, pack"][entry.key]!, size: 10)
+                + Plots.text(left + 434 + Double(index) * 110, 21, ["gemm": "GEMM", "comm": "communication", "local": "reduce, pack"][entry.key]!, size: 10)
         }.joined()
         return """
             <?xml version="1.0" encoding="UTF-8"?>
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(left + width + 20))" height="\(Int(height))" font-family="sans-serif">
             <rect width="100%" height="100%" fill="white"/>
-            \(text(x: 8, y: 22, title, bold: true, size: 13))\(legend)
+            \(Plots.text(8, 22, title, size: 13, bold: true))\(legend)
             \(axis)
             \(body)</svg>
 
@@ -81,16 +81,4 @@ public enum GanttChart {
         return values.filter { seen.insert($0).inserted }
     }
 
-    static func niceTick(_ raw: Double) -> Double {
-        let magnitude = pow(10, floor(log10(max(raw, 1e-9))))
-        return [1, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
-    }
-
-    static func text(x: Double, y: Double, _ content: String, bold: Bool = false, size: Int = 11) -> String {
-        String(format: #"<text x="%.1f" y="%.1f" font-size="%d"%@>%@</text>"#, x, y, size, bold ? #" font-weight="bold""# : "", escape(content))
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-    }
 }

@@ -4,6 +4,7 @@ import CometLaunch
 import CometMPI
 import CometMoE
 import CometShim
+import CometTelemetry
 import CometTraining
 import Foundation
 
@@ -61,12 +62,36 @@ struct CometTrain: RankCommand {
         }
         let summary = try trainer.run(until: stopAfter) { progress.update($0) }
         progress.finish()
+        if world.rank == 0 { try writePlots(directory, summary: summary) }
         if world.rank == 0 {
             var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
             if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
             line += String(format: ", %.0f tokens/s, %.1f s", summary.tokens_per_s, summary.wall_seconds)
             print(line)
         }
+    }
+
+    /// loss.svg (train and eval loss with the entropy floor) and expert-load.svg (the
+    /// share of tokens each expert got, step by step), from the whole metrics.jsonl.
+    private func writePlots(_ directory: URL, summary: Trainer.Summary) throws {
+        let lines = try String(contentsOf: directory.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let reports = try lines.map { try JSONDecoder().decode(Trainer.StepReport.self, from: Data($0.utf8)) }
+        let train = Plots.Series(name: "train loss", points: reports.map { (Double($0.step), $0.loss) }, color: "#4c72b0")
+        let eval = Plots.Series(name: "eval loss", points: reports.compactMap { r in r.eval_loss.map { (Double(r.step), $0) } },
+                                color: "#dd8452")
+        var levels: [Plots.Level] = []
+        if let floor = summary.entropy_floor { levels.append(Plots.Level(name: "entropy floor", y: floor, color: "#2ca02c")) }
+        if let unigram = summary.unigram_entropy { levels.append(Plots.Level(name: "unigram entropy", y: unigram, color: "#999999")) }
+        let loss = Plots.lineChart(title: "Training loss (\(summary.schedule), \(summary.layout))", xLabel: "step",
+                                   yLabel: "cross-entropy, nats per token", series: [train, eval], levels: levels)
+        let experts = reports.first?.expert_load.count ?? 0
+        let shares = (0..<experts).map { expert in
+            reports.map { Double($0.expert_load[expert]) / Double(max($0.expert_load.reduce(0, +), 1)) * 100 }
+        }
+        let load = Plots.heatmap(title: "Share of routed tokens per expert, % (all blocks)", xLabel: "step", yLabel: "expert",
+                                 rowNames: (0..<experts).map { "\($0)" }, values: shares)
+        try save(Data(loss.utf8), to: directory.appendingPathComponent("loss.svg").path)
+        try save(Data(load.utf8), to: directory.appendingPathComponent("expert-load.svg").path)
     }
 
     /// A name for the run directory that every rank agrees on (rank 0's clock).

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import TestSupport
 import XCTest
 
@@ -47,6 +50,9 @@ final class TrainingTests: XCTestCase {
         }
         XCTAssertLessThanOrEqual(summary["entropy_floor"] as! Double, (summary["unigram_entropy"] as! Double) / 2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("config.json").path))
+        for plot in ["loss.svg", "expert-load.svg"] {
+            XCTAssertTrue(XMLParser(contentsOf: run.appendingPathComponent(plot))?.parse() == true, "\(plot) is not well-formed XML")
+        }
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint.safetensors").path))
         try checkReadableFromPython(run.appendingPathComponent("checkpoint.safetensors"))
     }
