@@ -134,14 +134,14 @@ public final class ChunkedSchedule: MoESchedule {
         try runThreads(1 + gemmThreads) { thread in
             if thread == 0 {
                 for c in 0..<min(2, chunks.count) {
-                    try timeline.record(.comm, thread: 0, "dispatch chunk \(c)") { try send(chunks[c]) }
+                    try timeline.record(.comm, thread: 1, "dispatch chunk \(c)") { try send(chunks[c]) }
                     arrived.raise(to: c + 1)
                 }
                 for c in chunks.indices {
                     computed.wait(toReach: c + 1, timeout: timeout, "GEMMs of chunk \(c)")
-                    try timeline.record(.comm, thread: 0, "combine chunk \(c)") { try receive(chunks[c]) }
+                    try timeline.record(.comm, thread: 1, "combine chunk \(c)") { try receive(chunks[c]) }
                     if c + 2 < chunks.count {
-                        try timeline.record(.comm, thread: 0, "dispatch chunk \(c + 2)") { try send(chunks[c + 2]) }
+                        try timeline.record(.comm, thread: 1, "dispatch chunk \(c + 2)") { try send(chunks[c + 2]) }
                         arrived.raise(to: c + 3)
                     }
                 }
@@ -149,7 +149,7 @@ public final class ChunkedSchedule: MoESchedule {
                 for c in chunks.indices {
                     arrived.wait(toReach: c + 1, timeout: timeout, "dispatch of chunk \(c)")
                     while let task = counters[c].take() {
-                        timeline.recordGEMM(thread: thread, "chunk \(c) expert \(task)") { work[c][task](call.experts) }
+                        timeline.recordGEMM(thread: thread + 1, "chunk \(c) expert \(task)") { work[c][task](call.experts) }
                         if finished[c].add(1) == work[c].count { computed.raise(to: c + 1) }
                     }
                     computed.wait(toReach: c + 1, timeout: timeout, "the other GEMM threads on chunk \(c)")

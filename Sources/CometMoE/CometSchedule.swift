@@ -129,10 +129,11 @@ public final class CometSchedule: MoESchedule {
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
         let returned = returnRows, layout = self.layout
 
-        try runThreads(commThreads + gemmThreads) { thread in
-            if thread < commThreads {
+        try runThreads(commThreads + gemmThreads) { index in
+            let thread = index + 1  // timeline track; 0 is the rank's main thread
+            if index < commThreads {
                 // layer0: pull this thread's sources' tiles, in the order the GEMM threads take them.
-                let sources = Set(order.indices.filter { $0 % commThreads == thread }.map { order[$0] })
+                let sources = Set(order.indices.filter { $0 % commThreads == index }.map { order[$0] })
                 for source in sources where lastTile[source] == nil {  // nothing to pull from it
                     // Still wait for its rows of this phase: a rank that has published this
                     // phase has finished the last one, so no push below reaches it early.
@@ -162,7 +163,7 @@ public final class CometSchedule: MoESchedule {
                 layer0Done.add(1)
                 layer0Done.wait(toReach: commThreads, timeout: timeout, "the other communicator threads' pulls (phase \(phase))")
                 // layer1: push this thread's blocks as they finish; reduce those that have come home.
-                let mine = blocks.indices.filter { $0 % commThreads == thread }
+                let mine = blocks.indices.filter { $0 % commThreads == index }
                 var pushed = 0, reduced = 0
                 var backoff = Backoff(timeout: timeout)
                 while reduced < mine.count {

@@ -13,11 +13,14 @@ public enum ActivityKind: String, Sendable, Codable {
     case comm
     /// The top-k reduce, packing and other work on a rank's own rows.
     case local
+    /// The model's dense layers (embedding, norms, attention, LM head).
+    case dense
 }
 
 /// One interval of one thread's work.
 public struct Activity: Sendable {
     public let kind: ActivityKind
+    /// The thread's track: 0 is the rank's main thread, worker threads follow.
     public let thread: Int
     /// Wall-clock interval, seconds on the monotonic clock.
     public let start: Double

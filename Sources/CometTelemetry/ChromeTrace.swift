@@ -27,7 +27,7 @@ public enum ChromeTrace {
         let tid: Int
         let args: [String: String]
 
-        /// "gemm", "comm" or "local".
+        /// "gemm", "comm", "local" or "dense".
         var kind: String { String(cat.prefix { $0 != "," }) }
         /// The phase the event belongs to, e.g. "comet forward".
         var phase: String { String(cat.drop { $0 != "," }.dropFirst()) }
@@ -73,12 +73,12 @@ public enum ChromeTrace {
         try save(encoder.encode(Trace(traceEvents: metadata + events, displayTimeUnit: "ms")), to: path)
     }
 
-    static let threadName = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread"]
+    static let threadName = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread", "dense": "main thread"]
 
-    /// The activity kind most of `events` have ("gemm", "comm" or "local").
+    /// The activity kind most of `events` have.
     static func dominantKind(_ events: [Event]) -> String {
         let kinds = events.map(\.kind)
-        return ["gemm", "comm", "local"].max { a, b in kinds.filter { $0 == a }.count < kinds.filter { $0 == b }.count }!
+        return ["gemm", "comm", "local", "dense"].max { a, b in kinds.filter { $0 == a }.count < kinds.filter { $0 == b }.count }!
     }
 
     struct Trace: Encodable {

@@ -21,6 +21,8 @@ public final class MoETransformer {
     public let moe: [MoELayer]
     /// Elements of `parameters` that are replicated (the first ones).
     public let replicatedCount: Int
+    /// The dense layers' work during the last forward and backward (the MoE layers keep their own).
+    public let timeline = Timeline()
     private let buffers: Activations
 
     /// Builds the model for `sequences` sequences per rank; collective (the MoE
@@ -105,28 +107,36 @@ public final class MoETransformer {
             b.inputs += row.dropLast().map { Int($0) }
             b.targets += row.dropFirst().map { Int($0) }
         }
-        embeddingForward(tokens: b.inputs, table: parameters.view("embedding"), into: b.residual[0].view)
+        timeline.reset()
+        timeline.record(.dense, thread: 0, "embedding") {
+            embeddingForward(tokens: b.inputs, table: parameters.view("embedding"), into: b.residual[0].view)
+        }
         var aux = 0.0
         var load = [Int](repeating: 0, count: config.experts)
         for layer in 0..<config.layers {
             let p = "blocks.\(layer)."
             let (x, mid) = (b.residual[layer].view, b.middle[layer].view)
-            rmsNormForward(x, weight: parameters.view("\(p)norm1"), rstd: b.rstd1[layer].view, into: b.norm1[layer].view)
-            gemm(b.norm1[layer].view, parameters.view("\(p)qkv"), into: b.qkv[layer].view)
-            attentionForward(b.qkv[layer].view, heads: config.heads, sequenceLength: t,
-                             probabilities: b.probabilities[layer].view, into: b.attention[layer].view)
-            gemm(b.attention[layer].view, parameters.view("\(p)proj"), into: mid)
-            add(x, into: mid)
-            rmsNormForward(mid, weight: parameters.view("\(p)norm2"), rstd: b.rstd2[layer].view, into: b.norm2[layer].view)
+            timeline.record(.dense, thread: 0, "block \(layer) attention") {
+                rmsNormForward(x, weight: parameters.view("\(p)norm1"), rstd: b.rstd1[layer].view, into: b.norm1[layer].view)
+                gemm(b.norm1[layer].view, parameters.view("\(p)qkv"), into: b.qkv[layer].view)
+                attentionForward(b.qkv[layer].view, heads: config.heads, sequenceLength: t,
+                                 probabilities: b.probabilities[layer].view, into: b.attention[layer].view)
+                gemm(b.attention[layer].view, parameters.view("\(p)proj"), into: mid)
+                add(x, into: mid)
+                rmsNormForward(mid, weight: parameters.view("\(p)norm2"), rstd: b.rstd2[layer].view, into: b.norm2[layer].view)
+            }
             let routing = try moe[layer].forward(b.norm2[layer].view, into: b.residual[layer + 1].view)
             add(mid, into: b.residual[layer + 1].view)
             aux += Double(routing.auxLoss) / Double(config.layers)
             for (expert, count) in routing.expertLoad.enumerated() { load[expert] += count }
         }
-        rmsNormForward(b.residual[config.layers].view, weight: parameters.view("norm"), rstd: b.rstdFinal.view,
-                       into: b.normFinal.view)
-        gemm(b.normFinal.view, parameters.view("head"), into: b.logits.view)
-        return Loss(crossEntropy: crossEntropyForward(b.logits.view, targets: b.targets), aux: aux, expertLoad: load)
+        let crossEntropy = timeline.record(.dense, thread: 0, "head and loss") {
+            rmsNormForward(b.residual[config.layers].view, weight: parameters.view("norm"), rstd: b.rstdFinal.view,
+                           into: b.normFinal.view)
+            gemm(b.normFinal.view, parameters.view("head"), into: b.logits.view)
+            return crossEntropyForward(b.logits.view, targets: b.targets)
+        }
+        return Loss(crossEntropy: crossEntropy, aux: aux, expertLoad: load)
     }
 
     /// Backward of the last `forward`, for the objective averaged over the world's
@@ -134,31 +144,37 @@ public final class MoETransformer {
     /// Accumulates every parameter's gradient on this rank (not yet synced).
     public func backward() throws {
         let (t, b, ranks) = (config.sequenceLength, buffers, Float(groups.world.size))
-        crossEntropyBackward(b.logits.view, targets: b.targets, dloss: 1 / ranks, into: b.logits.view)
-        gemm(b.logits.view, parameters.view("head"), into: b.scratch.view, transB: .transposed)
-        gemm(b.normFinal.view, b.logits.view, into: parameters.gradient("head"), transA: .transposed, beta: 1)
-        rmsNormBackward(b.scratch.view, x: b.residual[config.layers].view, weight: parameters.view("norm"),
-                        rstd: b.rstdFinal.view, into: b.dResidual.view, accumulating: parameters.gradient("norm"))
+        timeline.record(.dense, thread: 0, "head and loss backward") {
+            crossEntropyBackward(b.logits.view, targets: b.targets, dloss: 1 / ranks, into: b.logits.view)
+            gemm(b.logits.view, parameters.view("head"), into: b.scratch.view, transB: .transposed)
+            gemm(b.normFinal.view, b.logits.view, into: parameters.gradient("head"), transA: .transposed, beta: 1)
+            rmsNormBackward(b.scratch.view, x: b.residual[config.layers].view, weight: parameters.view("norm"),
+                            rstd: b.rstdFinal.view, into: b.dResidual.view, accumulating: parameters.gradient("norm"))
+        }
         let auxGradient = config.auxLossWeight / (ranks * Float(config.layers))
         for layer in (0..<config.layers).reversed() {
             let p = "blocks.\(layer)."
             // residual[l+1] = middle + moe(norm2(middle))
             try moe[layer].backward(b.dResidual.view, auxLossGradient: auxGradient, into: b.scratch.view)
-            rmsNormBackward(b.scratch.view, x: b.middle[layer].view, weight: parameters.view("\(p)norm2"),
-                            rstd: b.rstd2[layer].view, into: b.dMiddle.view, accumulating: parameters.gradient("\(p)norm2"))
-            add(b.dResidual.view, into: b.dMiddle.view)
-            // middle = residual[l] + attention(norm1(residual[l])) proj
-            gemm(b.dMiddle.view, parameters.view("\(p)proj"), into: b.scratch.view, transB: .transposed)
-            gemm(b.attention[layer].view, b.dMiddle.view, into: parameters.gradient("\(p)proj"), transA: .transposed, beta: 1)
-            attentionBackward(b.scratch.view, qkv: b.qkv[layer].view, heads: config.heads, sequenceLength: t,
-                              probabilities: b.probabilities[layer].view, into: b.dQKV.view)
-            gemm(b.dQKV.view, parameters.view("\(p)qkv"), into: b.scratch.view, transB: .transposed)
-            gemm(b.norm1[layer].view, b.dQKV.view, into: parameters.gradient("\(p)qkv"), transA: .transposed, beta: 1)
-            rmsNormBackward(b.scratch.view, x: b.residual[layer].view, weight: parameters.view("\(p)norm1"),
-                            rstd: b.rstd1[layer].view, into: b.dResidual.view, accumulating: parameters.gradient("\(p)norm1"))
-            add(b.dMiddle.view, into: b.dResidual.view)
+            timeline.record(.dense, thread: 0, "block \(layer) attention backward") {
+                rmsNormBackward(b.scratch.view, x: b.middle[layer].view, weight: parameters.view("\(p)norm2"),
+                                rstd: b.rstd2[layer].view, into: b.dMiddle.view, accumulating: parameters.gradient("\(p)norm2"))
+                add(b.dResidual.view, into: b.dMiddle.view)
+                // middle = residual[l] + attention(norm1(residual[l])) proj
+                gemm(b.dMiddle.view, parameters.view("\(p)proj"), into: b.scratch.view, transB: .transposed)
+                gemm(b.attention[layer].view, b.dMiddle.view, into: parameters.gradient("\(p)proj"), transA: .transposed, beta: 1)
+                attentionBackward(b.scratch.view, qkv: b.qkv[layer].view, heads: config.heads, sequenceLength: t,
+                                  probabilities: b.probabilities[layer].view, into: b.dQKV.view)
+                gemm(b.dQKV.view, parameters.view("\(p)qkv"), into: b.scratch.view, transB: .transposed)
+                gemm(b.norm1[layer].view, b.dQKV.view, into: parameters.gradient("\(p)qkv"), transA: .transposed, beta: 1)
+                rmsNormBackward(b.scratch.view, x: b.residual[layer].view, weight: parameters.view("\(p)norm1"),
+                                rstd: b.rstd1[layer].view, into: b.dResidual.view, accumulating: parameters.gradient("\(p)norm1"))
+                add(b.dMiddle.view, into: b.dResidual.view)
+            }
         }
-        embeddingBackward(tokens: b.inputs, dout: b.dResidual.view, accumulating: parameters.gradient("embedding"))
+        timeline.record(.dense, thread: 0, "embedding backward") {
+            embeddingBackward(tokens: b.inputs, dout: b.dResidual.view, accumulating: parameters.gradient("embedding"))
+        }
     }
 
     /// Sums the gradients over the ranks that share each parameter and returns the

@@ -17,6 +17,9 @@ public final class Trainer {
     public let groups: ProcessGroups
     public let runDirectory: URL?
     private let metrics: FileHandle?
+    /// This rank's activities during the last step: dense layers, then every block's
+    /// MoE forward and backward, under phase names "SCHEDULE dense|forward|backward".
+    public private(set) var lastStepActivities: [(phase: String, activity: Activity)] = []
 
     /// What one step measured, over the whole job.
     public struct StepReport: Codable, Sendable {
@@ -132,8 +135,12 @@ public final class Trainer {
         model.parameters.zeroGradients()
         let loss = try model.forward(tokens)
         let forwardTimes = moeTimes()
+        let name = config.schedule.rawValue
+        var activities = model.moe.flatMap { layer in layer.timeline.all.map { (phase: "\(name) forward", activity: $0) } }
         try model.backward()
         let backwardTimes = moeTimes()
+        activities += model.moe.flatMap { layer in layer.timeline.all.map { (phase: "\(name) backward", activity: $0) } }
+        lastStepActivities = model.timeline.all.map { (phase: "\(name) dense", activity: $0) } + activities
         let norm = try model.syncGradients()
         let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)
         optimizer.update(model.parameters, learningRate: lr, gradientScale: optimizer.clipScale(globalNorm: norm))

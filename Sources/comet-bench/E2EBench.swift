@@ -3,6 +3,7 @@ import CometKernels
 import CometLaunch
 import CometMPI
 import CometMoE
+import CometTelemetry
 import CometTraining
 import Foundation
 
@@ -24,6 +25,7 @@ struct E2EBench: RankCommand {
     @Option(help: "Measured steps per schedule.") var iterations = 10
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @Option(help: "Write every schedule's last step as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
@@ -66,6 +68,9 @@ struct E2EBench: RankCommand {
                 let report = try trainers[index].step()
                 if iteration >= warmup { samples[index].append(report) }
             }
+        }
+        if let gantt, let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world) {
+            try save(Data(GanttChart.svg(events, title: "One training step per schedule, \(world.size) ranks, link \(model.name)").utf8), to: gantt)
         }
         guard world.rank == 0 else { return }
         let tokens = Double(base.globalBatch * base.sequenceLength)

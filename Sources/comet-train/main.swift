@@ -27,6 +27,8 @@ struct CometTrain: RankCommand {
     @Option(help: "Stop after this step, with a checkpoint, as if interrupted (continue with --resume).") var stopAfter: Int?
     @Option(help: "sequential, chunked or comet (overrides the configuration).") var schedule: ScheduleKind?
     @Flag(help: "Run the runtime self-check instead of training.") var selfCheck = false
+    @Option(help: "Write the last step as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
+    @Option(help: "Write the last step as an SVG Gantt timeline.") var gantt: String?
     @Option(help: """
         bar, lines or auto (a bar when standard output is a terminal). Under mpirun every rank's output \
         looks like a terminal, so pass lines when it goes to a file (scripts/train does).
@@ -63,6 +65,13 @@ struct CometTrain: RankCommand {
         let summary = try trainer.run(until: stopAfter) { progress.update($0) }
         progress.finish()
         if world.rank == 0 { try writePlots(directory, summary: summary) }
+        if trace != nil || gantt != nil, let events = try ChromeTrace.gather(trainer.lastStepActivities, world: world) {
+            if let trace { try ChromeTrace.write(events, to: trace) }
+            if let gantt {
+                let title = "The last training step, \(world.size) ranks, schedule \(config.schedule.rawValue)"
+                try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
+            }
+        }
         if world.rank == 0 {
             var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
             if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
