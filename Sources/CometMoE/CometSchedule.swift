@@ -144,8 +144,10 @@ public final class CometSchedule: MoESchedule {
                 var ready = Set<Int>()
                 for (task, tile) in rowTasks.enumerated() where sources.contains(tile.source) {
                     if ready.insert(tile.source).inserted {
+                        let waitStart = monotonicSeconds()
                         try window.waitForFlag(layout.readyFlag(source: tile.source), toReach: UInt64(phase),
                                                "rank \(tile.source)'s rows of phase \(phase)")
+                        timeline.recordWait(thread: thread, since: waitStart, "wait for rank \(tile.source) to publish")
                     }
                     let start = monotonicSeconds()
                     try window.get(into: received.base + tile.rows.lowerBound * received.rowStride,
@@ -207,6 +209,8 @@ public final class CometSchedule: MoESchedule {
                         reduced += 1
                         backoff = Backoff(timeout: timeout)
                     } else {
+                        let waitStart = monotonicSeconds()
+                        defer { timeline.recordWait(thread: thread, since: waitStart, "wait for a block to finish or come home") }
                         backoff.sleep(on: window.localDoorbell, seen: seen,
                                       "waited \(timeout) s in phase \(phase) for block \(mine[min(pushed, mine.count - 1)]) "
                                         + "to be computed or block \(mine[reduced]) to come home from every rank")
@@ -215,14 +219,16 @@ public final class CometSchedule: MoESchedule {
             } else {
                 let worker = thread
                 // layer0: whatever rows have arrived, own rank's first, up to 4 tiles at once.
-                while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase) {
+                while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase, timeline: timeline, thread: worker) {
                     timeline.recordGEMM(thread: worker, "rows \(work.rows) from rank \(work.source), expert \(work.expert)",
                                         ["half": "layer0", "peer": "\(work.source)", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                         rowTile(call.experts, work.expert, work.rows)
                     }
                     rowsDone.add(work.rows.count)
                 }
+                let waitStart = monotonicSeconds()
                 rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
+                timeline.recordWait(thread: worker, since: waitStart, "wait for the other GEMM threads' rows")
                 // layer1: column blocks across all local experts.
                 while let block = blockCounter.take() {
                     timeline.recordGEMM(thread: worker, "column block \(block)",

@@ -48,7 +48,10 @@ final class LandingBoard: Sendable {
 
     /// The next rows to compute (at most `maxRows`, from one segment), waiting until
     /// some have arrived; nil once every row has been taken.
-    func take(maxRows: Int, timeout: Double, phase: Int) -> (source: Int, expert: Int, rows: Range<Int>)? {
+    /// The wait, if any, is recorded on `timeline` for `thread`.
+    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int) -> (source: Int, expert: Int, rows: Range<Int>)? {
+        let waitStart = monotonicSeconds()
+        defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         while true {
             let seen = landings.current
             let now = monotonicSeconds()

@@ -15,6 +15,8 @@ public enum ActivityKind: String, Sendable, Codable {
     case local
     /// The model's dense layers (embedding, norms, attention, LM head).
     case dense
+    /// Waiting: for rows to land, a flag to rise or another thread to finish.
+    case wait
 }
 
 /// One interval of one thread's work.
@@ -48,6 +50,14 @@ public final class Timeline: Sendable {
         _ body: () throws -> T
     ) rethrows -> T {
         try measure(kind, thread: thread, label(), arguments, flops: { _ in 0 }, body)
+    }
+
+    /// Records a wait on `thread` from `start` until now, if it lasted at least 50 us.
+    public func recordWait(thread: Int, since start: Double, _ label: @autoclosure () -> String) {
+        let end = monotonicSeconds()
+        guard end - start >= 50e-6 else { return }
+        let activity = Activity(kind: .wait, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(), arguments: [:])
+        activities.withLock { $0.append(activity) }
     }
 
     /// Records a transfer on `thread` that ran from `start` until `end` (its arrival

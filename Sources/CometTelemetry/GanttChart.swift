@@ -4,7 +4,7 @@ import Foundation
 /// (its events shifted to start at 0, so schedules share one time axis), one row
 /// per (rank, thread), communication and GEMM in different colours.
 public enum GanttChart {
-    static let colors = ["gemm": "#dd8452", "comm": "#4c72b0", "local": "#8c8c8c", "dense": "#55a868"]
+    static let colors = ["gemm": "#dd8452", "comm": "#4c72b0", "local": "#8c8c8c", "dense": "#55a868", "wait": "#e4e4e4"]
     static let rowHeight = 9.0, sectionGap = 26.0, left = 150.0, width = 900.0, top = 40.0
 
     /// The SVG for `events` (from `ChromeTrace.gather`), grouped by the schedule
@@ -52,8 +52,8 @@ public enum GanttChart {
             t += tick
         }
         let legend = colors.sorted { $0.key < $1.key }.enumerated().map { index, entry in
-            String(format: #"<rect x="%.0f" y="12" width="10" height="10" fill="%@"/>"#, left + 330 + Double(index) * 110, entry.value)
-                + Plots.text(left + 344 + Double(index) * 110, 21, ["gemm": "expert GEMM", "comm": "communication", "local": "reduce, pack", "dense": "dense layers"][entry.key]!, size: 10)
+            String(format: #"<rect x="%.0f" y="12" width="10" height="10" fill="%@"/>"#, left + 420 + Double(index) * 95, entry.value)
+                + Plots.text(left + 434 + Double(index) * 95, 21, ["gemm": "expert GEMM", "comm": "communication", "local": "reduce, pack", "dense": "dense layers", "wait": "waiting"][entry.key]!, size: 10)
         }.joined()
         return """
             <?xml version="1.0" encoding="UTF-8"?>
