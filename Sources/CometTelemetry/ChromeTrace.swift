@@ -64,8 +64,8 @@ public enum ChromeTrace {
         for rank in Set(events.map(\.pid)).sorted() {
             metadata.append(.metadata("process_name", pid: rank, tid: 0, name: "rank \(rank)"))
             for thread in Set(events.filter { $0.pid == rank }.map(\.tid)).sorted() {
-                let kind = dominantKind(events.filter { $0.pid == rank && $0.tid == thread })
-                metadata.append(.metadata("thread_name", pid: rank, tid: thread, name: "\(threadName[kind] ?? kind) \(thread)"))
+                metadata.append(.metadata("thread_name", pid: rank, tid: thread,
+                                          name: trackName(thread: thread, events.filter { $0.pid == rank && $0.tid == thread })))
             }
         }
         let encoder = JSONEncoder()
@@ -74,6 +74,11 @@ public enum ChromeTrace {
     }
 
     static let threadName = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread", "dense": "main thread"]
+
+    /// "main thread 0" for track 0, else named by what the thread mostly did.
+    static func trackName(thread: Int, _ events: [Event]) -> String {
+        thread == 0 ? "main thread 0" : "\(threadName[dominantKind(events)] ?? "thread") \(thread)"
+    }
 
     /// The activity kind most of `events` have.
     static func dominantKind(_ events: [Event]) -> String {

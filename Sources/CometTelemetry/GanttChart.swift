@@ -28,8 +28,7 @@ public enum GanttChart {
             let rows = orderedUnique(section.events.map { RowKey(rank: $0.pid, thread: $0.tid) }).sorted()
             for row in rows {
                 let own = section.events.filter { $0.pid == row.rank && $0.tid == row.thread }
-                let kind = ChromeTrace.dominantKind(own)
-                body += Plots.text(8, y + rowHeight - 1, "rank \(row.rank) \(ChromeTrace.threadName[kind] ?? kind) \(row.thread)", size: 8)
+                body += Plots.text(8, y + rowHeight - 1, "rank \(row.rank) \(ChromeTrace.trackName(thread: row.thread, own))", size: 8)
                 for event in own {
                     let x = left + event.ts * scale, w = max((event.dur ?? 0) * scale, 0.5)
                     body += String(format: #"<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%@" fill-opacity="%@"><title>%@</title></rect>"#,
