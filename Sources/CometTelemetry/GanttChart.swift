@@ -12,7 +12,7 @@ public enum GanttChart {
     public static func svg(_ events: [ChromeTrace.Event], title: String) -> String {
         // Baseline first, comet last.
         let rank = { (name: String) in ["sequential", "chunked", "comet"].firstIndex { name.hasPrefix($0) } ?? 3 }
-        let schedules = orderedUnique(events.map { schedule(of: $0) }).sorted { (rank($0), $0) < (rank($1), $1) }
+        let schedules = Plots.orderedUnique(events.map { schedule(of: $0) }).sorted { (rank($0), $0) < (rank($1), $1) }
         let sections = schedules.map { name in
             let own = events.filter { schedule(of: $0) == name }
             let start = own.map(\.ts).min() ?? 0
@@ -25,7 +25,7 @@ public enum GanttChart {
         for section in sections {
             body += Plots.text(8, y + 12, section.name, bold: true)
             y += 18
-            let rows = orderedUnique(section.events.map { RowKey(rank: $0.pid, thread: $0.tid) }).sorted()
+            let rows = Plots.orderedUnique(section.events.map { RowKey(rank: $0.pid, thread: $0.tid) }).sorted()
             for row in rows {
                 let own = section.events.filter { $0.pid == row.rank && $0.tid == row.thread }
                 body += Plots.text(8, y + rowHeight - 1, "rank \(row.rank) \(ChromeTrace.trackName(thread: row.thread, own))", size: 8)
@@ -75,9 +75,5 @@ public enum GanttChart {
         return words.dropLast().joined(separator: " ")
     }
 
-    static func orderedUnique<T: Hashable>(_ values: [T]) -> [T] {
-        var seen = Set<T>()
-        return values.filter { seen.insert($0).inserted }
-    }
 
 }

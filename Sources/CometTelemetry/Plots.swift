@@ -91,6 +91,12 @@ public enum Plots {
         """
     }
 
+    /// `values` without repeats, in first-seen order.
+    public static func orderedUnique<T: Hashable>(_ values: [T]) -> [T] {
+        var seen = Set<T>()
+        return values.filter { seen.insert($0).inserted }
+    }
+
     /// About five round ticks between `low` and `high`.
     static func ticks(_ low: Double, _ high: Double) -> [Double] {
         guard high > low else { return [low] }
@@ -120,5 +126,37 @@ public enum Plots {
 
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+extension Plots {
+    /// Bars grouped by x label, one bar per series in each group, with a reference level.
+    public static func groupedBars(title: String, yLabel: String, groups: [String], series: [Series], level: Level? = nil) -> String {
+        let values = series.flatMap { $0.points.map(\.y) } + (level.map { [$0.y] } ?? [])
+        let top = max(values.max() ?? 1, 1e-9) * 1.1
+        let plotWidth = width - left - right, plotHeight = height - Self.top - bottom
+        let groupWidth = plotWidth / Double(max(groups.count, 1)), barWidth = groupWidth * 0.8 / Double(max(series.count, 1))
+        func py(_ y: Double) -> Double { Self.top + (1 - y / top) * plotHeight }
+        var body = frame(title: title, xLabel: "", yLabel: yLabel)
+        for tick in ticks(0, top) {
+            body += line(left, py(tick), width - right, py(tick), "#e5e5e5") + text(left - 6, py(tick) + 4, format(tick), anchor: "end")
+        }
+        for (g, group) in groups.enumerated() {
+            body += text(left + (Double(g) + 0.5) * groupWidth, height - bottom + 16, group, anchor: "middle", size: 10)
+            for (s, item) in series.enumerated() where g < item.points.count {
+                let value = item.points[g].y
+                let x = left + Double(g) * groupWidth + groupWidth * 0.1 + Double(s) * barWidth
+                body += String(format: #"<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%@"><title>%@</title></rect>"#,
+                               x, py(value), barWidth * 0.92, max(py(0) - py(value), 0), item.color,
+                               escape("\(item.name): \(format(value))")) + "\n"
+            }
+        }
+        if let level { body += line(left, py(level.y), width - right, py(level.y), level.color, dash: true) }
+        for (index, item) in series.enumerated() {
+            let y = Self.top + 14 + Double(index) * 16
+            body += String(format: #"<rect x="%.1f" y="%.1f" width="10" height="10" fill="%@"/>"#, width - right - 190, y - 9, item.color)
+                + text(width - right - 175, y, item.name)
+        }
+        return document(body)
     }
 }

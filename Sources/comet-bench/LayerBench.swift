@@ -18,6 +18,30 @@ struct LayerBench: RankCommand {
             computation, scaled to this machine's measured GEMM speed).
             """)
 
+    @OptionGroup var options: LayerBenchOptions
+    @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @Option(help: "Write the last iteration of every schedule as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
+    @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run(on context: RankContext) throws {
+        let world = context.world
+        let (report, activities) = try options.benchmark(options.moe.config, world: world, blas: context.blas.summary)
+        if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world) {
+            if let trace { try ChromeTrace.write(events, to: trace) }
+            if let gantt {
+                let title = "One MoE layer, forward + backward, \(world.size) ranks, link \(options.link.rawValue)"
+                try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
+            }
+        }
+        guard let report else { return }
+        report.print()
+        if let json { try writeJSON(report.json, to: json) }
+    }
+}
+
+/// The layer benchmark's settings, shared by `layer` and `sweep`.
+struct LayerBenchOptions: ParsableArguments {
     enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
         case native, balanced, h800, l20
     }
@@ -27,12 +51,8 @@ struct LayerBench: RankCommand {
     @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
-    @Option(help: "Also write the figures to this JSON file.") var json: String?
-    @Option(help: "Write the last iteration of every schedule as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
-    @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var moe: MoEOptions
     @OptionGroup var flags: ScheduleFlags
-    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup not negative") }
@@ -50,9 +70,10 @@ struct LayerBench: RankCommand {
         let layer: MoELayer
     }
 
-    func run(on context: RankContext) throws {
-        let world = context.world
-        let config = moe.config
+    /// Runs every schedule on `config`, interleaved; rank 0 gets the report. Also
+    /// returns this rank's activities in every schedule's last iteration. Collective.
+    func benchmark(_ config: MoEConfig, world: Communicator, blas: String) throws
+        -> (report: LayerReport?, activities: [(phase: String, activity: Activity)]) {
         try config.validate(expertParallel: world.size)
         var variants: [Variant] = []
         for kind in schedule {
@@ -89,17 +110,8 @@ struct LayerBench: RankCommand {
                 if iteration >= warmup { samples[index].append(sample) }
             }
         }
-        if trace != nil || gantt != nil {
-            let activities = zip(variants, samples).flatMap { variant, runs in
-                (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
-            }
-            if let events = try ChromeTrace.gather(activities, world: world) {
-                if let trace { try ChromeTrace.write(events, to: trace) }
-                if let gantt {
-                    let title = "One MoE layer, forward + backward, \(world.size) ranks, link \(model.name)"
-                    try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
-                }
-            }
+        let activities = zip(variants, samples).flatMap { variant, runs in
+            (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
         }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
@@ -108,13 +120,11 @@ struct LayerBench: RankCommand {
                 OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth), k: config.modelWidth, seconds: 0.2)
             }.max()!
         }
-        guard world.rank == 0 else { return }
+        guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
             variants: variants.map(\.label), samples: samples, config: config, options: flags.options(chunks: 1),
-            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: context.blas.summary,
-            tileGFLOPs: tile)
-        report.print()
-        if let json { try writeJSON(report.json, to: json) }
+            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile)
+        return (report, activities)
     }
 
     /// What the balanced link and the device presets are derived from: sequential's

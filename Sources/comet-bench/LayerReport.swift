@@ -4,12 +4,12 @@ import Foundation
 /// The figures of `comet-bench layer`: medians per schedule, compared with sequential.
 struct LayerReport {
     let variants: [String]
-    let samples: [[LayerBench.Sample]]
+    let samples: [[LayerBenchOptions.Sample]]
     let config: MoEConfig
     let options: ScheduleOptions
     let ranks: Int
     let link: LinkModel
-    let calibration: LayerBench.Calibration
+    let calibration: LayerBenchOptions.Calibration
     let peakRSSKiB: Int
     let blas: String
     /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
@@ -35,7 +35,7 @@ struct LayerReport {
         let config: MoEConfig
         let options: ScheduleOptions
         let link: LinkModel
-        let calibration: LayerBench.Calibration
+        let calibration: LayerBenchOptions.Calibration
         let peak_rss_kib_per_rank: Int
         let blas: String
         let single_thread_tile_gflops: Double

@@ -131,3 +131,21 @@ final class TraceTests: XCTestCase {
         XCTAssertTrue(events.allSatisfy { ($0["ts"] as? Double ?? 0) >= 0 })
     }
 }
+
+/// `comet-bench sweep`: CSV, JSON and a well-formed SVG per axis.
+final class SweepTests: XCTestCase {
+    func testSweepWritesItsFiles() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-sweep-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let job = try MPIJob.run(ranks: 2, "comet-bench", [
+            "sweep", "--axis", "imbalance", "--model-width", "32", "--hidden-width", "48", "--tokens", "64", "--experts", "4",
+            "--iterations", "1", "--warmup", "0", "--chunks", "2", "--link", "native", "--out", directory.path,
+        ])
+        XCTAssertEqual(job.status, 0, job.transcript)
+        let csv = try String(contentsOf: directory.appendingPathComponent("sweep.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.first, "axis,point,schedule,total_ms,speedup,hidden_fraction")
+        XCTAssertEqual(csv.count, 1 + 5 * 3, "5 imbalance points x 3 schedules")
+        XCTAssertTrue(XMLParser(contentsOf: directory.appendingPathComponent("sweep-imbalance.svg"))?.parse() == true)
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("sweep.json"))) as? [Any])
+    }
+}
