@@ -40,8 +40,15 @@ public struct Activity: Sendable {
 /// communication and GEMM times a benchmark reports (and for traces).
 public final class Timeline: Sendable {
     private let activities = Mutex<[Activity]>([])
+    private let recording = Atomic<Bool>(true)
 
     public init() {}
+
+    /// Whether activities are recorded (on by default); off, `record` only runs its body.
+    public var isRecording: Bool {
+        get { recording.load(ordering: .relaxed) }
+        set { recording.store(newValue, ordering: .relaxed) }
+    }
 
     /// Runs `body` and records it as `kind` on `thread`.
     @discardableResult
@@ -55,7 +62,7 @@ public final class Timeline: Sendable {
     /// Records a wait on `thread` from `start` until now, if it lasted at least 50 us.
     public func recordWait(thread: Int, since start: Double, _ label: @autoclosure () -> String) {
         let end = monotonicSeconds()
-        guard end - start >= 50e-6 else { return }
+        guard isRecording, end - start >= 50e-6 else { return }
         let activity = Activity(kind: .wait, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(), arguments: [:])
         activities.withLock { $0.append(activity) }
     }
@@ -63,6 +70,7 @@ public final class Timeline: Sendable {
     /// Records a transfer on `thread` that ran from `start` until `end` (its arrival
     /// by the link model, which may lie after the copy itself has finished).
     public func recordTransfer(thread: Int, start: Double, end: Double, _ label: @autoclosure () -> String, _ arguments: [String: String] = [:]) {
+        guard isRecording else { return }
         let activity = Activity(kind: .comm, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(),
                                 arguments: arguments)
         activities.withLock { $0.append(activity) }
@@ -78,6 +86,7 @@ public final class Timeline: Sendable {
         _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, _ arguments: [String: String],
         flops: (T) -> Double, _ body: () throws -> T
     ) rethrows -> T {
+        guard isRecording else { return try body() }
         let (start, cpuStart) = (monotonicSeconds(), threadCPUSeconds())
         let result = try body()
         let activity = Activity(kind: kind, thread: thread, start: start, end: monotonicSeconds(),

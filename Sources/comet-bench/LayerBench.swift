@@ -110,6 +110,18 @@ struct LayerBenchOptions: ParsableArguments {
                 if iteration >= warmup { samples[index].append(sample) }
             }
         }
+        // What recording the timeline (the trace) costs comet: traced and untraced runs, interleaved.
+        var overhead: LayerReport.TracingOverhead?
+        if let comet = variants.first(where: { $0.kind == .comet })?.layer {
+            var traced: [Double] = [], untraced: [Double] = []
+            for _ in 0..<iterations {
+                traced.append(try timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
+                comet.timeline.isRecording = false
+                untraced.append(try timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
+                comet.timeline.isRecording = true
+            }
+            overhead = LayerReport.TracingOverhead(traced_ms: median(traced) * 1e3, untraced_ms: median(untraced) * 1e3)
+        }
         let activities = zip(variants, samples).flatMap { variant, runs in
             (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
         }
@@ -123,7 +135,8 @@ struct LayerBenchOptions: ParsableArguments {
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
             variants: variants.map(\.label), samples: samples, config: config, options: flags.options(chunks: 1),
-            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile)
+            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile,
+            tracing: overhead)
         return (report, activities)
     }
 
@@ -159,6 +172,17 @@ struct LayerBenchOptions: ParsableArguments {
         let gemmSeconds = seconds.sorted()[1]
         return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
                            rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
+    }
+
+    /// Seconds of one forward and backward between barriers (slowest rank).
+    private func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Double {
+        layer.zeroGradients()
+        try world.barrier()
+        let start = monotonicSeconds()
+        try layer.forward(x.view, into: y.view)
+        try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
+        try world.barrier()
+        return try world.allReduce(monotonicSeconds() - start, .max)
     }
 
     /// One forward and backward of one schedule, each timed between barriers.

@@ -14,6 +14,15 @@ struct LayerReport {
     let blas: String
     /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
     let tileGFLOPs: Double
+    /// Comet with and without its timeline recorded.
+    let tracing: TracingOverhead?
+
+    /// Medians of comet's forward + backward with the timeline recorded (what traces
+    /// are made of) and without.
+    struct TracingOverhead: Encodable {
+        let traced_ms: Double
+        let untraced_ms: Double
+    }
 
     struct Row: Encodable {
         let schedule: String
@@ -39,6 +48,7 @@ struct LayerReport {
         let peak_rss_kib_per_rank: Int
         let blas: String
         let single_thread_tile_gflops: Double
+        let comet_tracing: TracingOverhead?
         let schedules: [Row]
     }
 
@@ -60,7 +70,8 @@ struct LayerReport {
 
     var json: JSON {
         JSON(ranks: ranks, config: config, options: options, link: link, calibration: calibration,
-             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, schedules: rows)
+             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, comet_tracing: tracing,
+             schedules: rows)
     }
 
     var tileRows: Int { options.tileRows(for: link) }
@@ -82,6 +93,10 @@ struct LayerReport {
                 format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",
                 row.forward_ms, row.backward_ms, row.total_ms, row.comm_ms, row.gemm_ms, row.speedup,
                 100 * row.hidden_fraction, row.gemm_gflops_per_thread, 100 * row.gemm_gflops_per_thread / tileGFLOPs, tileGFLOPs))
+        }
+        if let tracing {
+            Swift.print(String(format: "comet traced %.1f ms, untraced %.1f ms (%+.1f%%): recording the timeline for traces",
+                               tracing.traced_ms, tracing.untraced_ms, 100 * (tracing.traced_ms / tracing.untraced_ms - 1)))
         }
         Swift.print("peak RSS per rank: \(peakRSSKiB / 1024) MiB")
     }
