@@ -135,6 +135,11 @@ public struct RoutingPlan: Sendable {
             ..< sendSegment(destination: destination, expert: expertsPerRank - 1).upperBound
     }
 
+    /// Rows of the busiest exchange between this rank and another, in either direction.
+    public var busiestPairRows: Int {
+        (0..<ranks).filter { $0 != rank }.map { max(sendRange(destination: $0).count, receiveCount(source: $0)) }.max() ?? 0
+    }
+
     /// Rows this rank receives from `source`, all experts together.
     public func receiveCount(source: Int) -> Int {
         (0..<expertsPerRank).reduce(0) { $0 + receiveCounts[source * expertsPerRank + $1] }

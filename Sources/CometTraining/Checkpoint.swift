@@ -29,18 +29,18 @@ enum Checkpoint {
             let range = entry.offset..<(entry.offset + entry.count)
             add(entry.name, entry.shape, values: parameters.values[range], m: optimizer.firstMoment[range], v: optimizer.secondMoment[range])
         }
-        // Each expert once: from the first rank that holds it.
+        // Each expert once: from the first rank that holds it. Every rank's shard has the
+        // same layout (same shapes in the same order), only the expert ids differ.
         var written = Set<Int64>()
-        let shard = sharded.count
+        let (shard, entries) = (sharded.count, shardEntries(model))
         for rank in 0..<world.size {
-            let block = gathered[(rank * 3 * shard)..<((rank + 1) * 3 * shard)]
-            for entry in parameters.entries where !entry.replicated {
-                let index = entry.offset - model.replicatedCount
-                let id = names[rank * shardNameCount(model) + entries(model).firstIndex { $0.name == entry.name }!]
+            for (position, entry) in entries.enumerated() {
+                let id = names[rank * entries.count + position]
                 guard written.insert(id).inserted else { continue }
-                let start = block.startIndex + index
-                add(expertName(id, model), entry.shape, values: block[start..<(start + entry.count)], m: block[(start + shard)..<(start + shard + entry.count)],
-                    v: block[(start + 2 * shard)..<(start + 2 * shard + entry.count)])
+                let start = rank * 3 * shard + entry.offset - model.replicatedCount
+                add(expertName(id), entry.shape, values: gathered[start..<(start + entry.count)],
+                    m: gathered[(start + shard)..<(start + shard + entry.count)],
+                    v: gathered[(start + 2 * shard)..<(start + 2 * shard + entry.count)])
             }
         }
         tensors += moments
@@ -82,14 +82,12 @@ enum Checkpoint {
         optimizer.step = Int(first)
     }
 
-    private static func entries(_ model: MoETransformer) -> [ParameterSet.Entry] {
+    private static func shardEntries(_ model: MoETransformer) -> [ParameterSet.Entry] {
         model.parameters.entries.filter { !$0.replicated }
     }
 
-    private static func shardNameCount(_ model: MoETransformer) -> Int { entries(model).count }
-
     /// A number per sharded tensor that names it across ranks: layer, global expert id, up or down.
-    private static func shardNames(_ model: MoETransformer) -> [Int64] { entries(model).map { expertID($0.name) } }
+    private static func shardNames(_ model: MoETransformer) -> [Int64] { shardEntries(model).map { expertID($0.name) } }
 
     /// "blocks.L.moe.experts.E.up|down" as L * 2^32 + E * 2 + (down ? 1 : 0).
     private static func expertID(_ name: String) -> Int64 {
@@ -98,8 +96,8 @@ enum Checkpoint {
         return layer << 32 | expert << 1 | (parts[5] == "down" ? 1 : 0)
     }
 
-    private static func expertName(_ id: Int64, _ model: MoETransformer) -> String {
-        // The names `MoELayer.parameterTensors` gives experts, under the model's block prefixes.
+    /// The name `MoELayer.parameterTensors` gives expert tensor `id`, under the model's block prefix.
+    private static func expertName(_ id: Int64) -> String {
         "blocks.\(id >> 32).moe.experts.\((id & 0xFFFF_FFFF) >> 1).\(id & 1 == 1 ? "down" : "up")"
     }
 }

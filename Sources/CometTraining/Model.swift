@@ -64,7 +64,7 @@ public final class MoETransformer {
         let scale = Float(0.02 * 3.0.squareRoot())
         for entry in parameters.entries where entry.replicated && !entry.name.contains(".moe.") {
             let view = parameters.view(entry.name)
-            if entry.name.hasSuffix("norm") || entry.name.hasSuffix("norm1") || entry.name.hasSuffix("norm2") {
+            if !entry.decays {  // the norms' gains
                 view.fill(1)
             } else {
                 view.randomize(scale: entry.name.hasSuffix("proj") ? scale / Float(2 * config.layers).squareRoot() : scale, &generator)
@@ -79,9 +79,7 @@ public final class MoETransformer {
 
     /// Bytes of the busiest rank pair's exchange in any block's last forward (either direction).
     public var busiestPairBytes: Int {
-        moe.compactMap(\.lastPlan).flatMap { plan in
-            (0..<plan.ranks).filter { $0 != plan.rank }.map { max(plan.sendRange(destination: $0).count, plan.receiveCount(source: $0)) }
-        }.max().map { $0 * config.modelWidth * MemoryLayout<Float>.stride } ?? 0
+        (moe.compactMap(\.lastPlan?.busiestPairRows).max() ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
     }
 
     /// What one forward pass measured on this rank.

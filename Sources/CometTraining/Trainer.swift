@@ -77,7 +77,7 @@ public final class Trainer {
             try config.json().write(to: runDirectory.appendingPathComponent("config.json"), options: .atomic)
             let url = runDirectory.appendingPathComponent("metrics.jsonl")
             if resume == nil || !FileManager.default.fileExists(atPath: url.path) {
-                FileManager.default.createFile(atPath: url.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: url.path, contents: nil)  // opening it below reports failure
             }
             metrics = try FileHandle(forWritingTo: url)
             try metrics?.seekToEnd()

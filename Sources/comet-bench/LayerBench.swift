@@ -159,12 +159,10 @@ struct LayerBenchOptions: ParsableArguments {
         var bytes = 0
         for _ in 0..<3 {
             try world.barrier()
-            let routing = try layer.forward(x.view, into: y.view)
+            try layer.forward(x.view, into: y.view)
             let forward = layer.timeline.all
             try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
-            let plan = try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: world)
-            bytes = (0..<world.size).filter { $0 != world.rank }
-                .map { max(plan.sendRange(destination: $0).count, plan.receiveCount(source: $0)) }.max().map { $0 * config.modelWidth * 4 } ?? 0
+            bytes = (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
             let gemm = Timeline.busySeconds(.gemm, in: forward) + layer.timeline.busySeconds(.gemm)
             seconds.append(try world.allReduce(gemm, .max))
             flops = (forward + layer.timeline.all).reduce(0) { $0 + $1.flops }
