@@ -46,14 +46,17 @@ public struct Backoff {
         self.deadline = monotonicSeconds() + timeout
     }
 
-    /// Sleeps until `doorbell` no longer reads `seen` (or a while has passed); polls
-    /// with `pause` when there is no doorbell.
-    public mutating func sleep(on doorbell: Doorbell?, seen: UInt32, _ report: @autoclosure () -> String) {
+    /// Sleeps until `doorbell` no longer reads `seen`, or the monotonic clock reads
+    /// `wakeTime`, or a while has passed; polls with `pause` when there is no doorbell.
+    public mutating func sleep(on doorbell: Doorbell?, seen: UInt32, wakeTime: Double = .infinity,
+                               _ report: @autoclosure () -> String) {
         guard let doorbell else { return pause(report()) }
-        let remaining = deadline - monotonicSeconds()
+        let now = monotonicSeconds()
+        let remaining = deadline - now
         if remaining <= 0 { MPIRuntime.abortJob(report()) }
         // Wake up now and then anyway, to check the deadline.
-        comet_futex_wait(doorbell.word, seen, Int64(min(remaining, 0.05) * 1e9))
+        let nap = min(remaining, 0.05, wakeTime - now)
+        if nap > 0 { comet_futex_wait(doorbell.word, seen, Int64(nap * 1e9)) }
     }
 
     /// Gives the core away once; aborts the job with `report()` once the deadline has passed.

@@ -123,7 +123,8 @@ public final class CometSchedule: MoESchedule {
         let arrivals = blocks.indices.map { UInt64(blockUses[$0] * ranks) }
         let order = (0..<ranks).map { (me + $0) % ranks }  // own rank first, then rank+1, ...
         let rowTasks = rowTileOrder(plan, order: order, tileRows: tileRows)
-        let board = LandingBoard(plan, order: order, respectArrivals: emulated), maxGEMMRows = 4 * tileRows
+        let board = LandingBoard(rowTasks, emulated: emulated), maxGEMMRows = 8 * tileRows
+        let tilesOf = Dictionary(grouping: rowTasks, by: \.source)
         let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
         let rowsDone = ThreadFlag(), layer0Done = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
@@ -159,7 +160,7 @@ public final class CometSchedule: MoESchedule {
                                             "pull \(tile.rows.count) rows from rank \(tile.source)",
                                             ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)",
                                              "rows": "\(tile.rows)", "bytes": "\(tile.rows.count * layout.rowBytes)"])
-                    board.land(source: tile.source, expert: tile.expert, upTo: tile.rows.upperBound, arrival: arrival)
+                    board.land(task: task, arrival: arrival)
                 }
                 // Every source has published this phase before any block is pushed.
                 layer0Done.add(1)
@@ -170,17 +171,24 @@ public final class CometSchedule: MoESchedule {
                 var backoff = Backoff(timeout: timeout)
                 while reduced < mine.count {
                     let seen = window.localDoorbell?.value ?? 0
+                    // When every rank's push of the next block to reduce is here, on the link's clock.
+                    var homeAt = Double.infinity
+                    if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
+                        homeAt = emulated
+                            ? (0..<ranks).map {
+                                window.localData.load(fromByteOffset: layout.stampOffset(block: mine[reduced], source: $0), as: Double.self)
+                            }.max() ?? 0
+                            : 0
+                    }
                     if pushed < mine.count, try window.flag(layout.computedFlag(block: mine[pushed])) >= UInt64(phase) {
                         let block = mine[pushed], columns = blocks[block]
                         for home in order.dropFirst() + [me] {
                             let start = monotonicSeconds()
-                            for expert in 0..<plan.expertsPerRank {
-                                let segment = plan.receiveSegment(source: home, expert: expert)
+                            for tile in tilesOf[home] ?? [] {
                                 try window.putRows(
-                                    results.base + segment.lowerBound * results.rowStride + columns.lowerBound,
-                                    rows: segment.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
-                                    toRank: home,
-                                    offset: layout.returnOffset(row: plan.sourceOffset(source: home, expert: expert), column: columns.lowerBound),
+                                    results.base + tile.rows.lowerBound * results.rowStride + columns.lowerBound,
+                                    rows: tile.rows.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
+                                    toRank: home, offset: layout.returnOffset(row: tile.sourceRow, column: columns.lowerBound),
                                     targetStride: layout.rowBytes)
                             }
                             let bytes = plan.receiveCount(source: home) * columns.count * 4
@@ -194,14 +202,8 @@ public final class CometSchedule: MoESchedule {
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
-                    } else if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
+                    } else if homeAt <= monotonicSeconds() {
                         let block = mine[reduced]
-                        if emulated {
-                            let stamps = (0..<ranks).map {
-                                window.localData.load(fromByteOffset: layout.stampOffset(block: block, source: $0), as: Double.self)
-                            }
-                            sleep(until: stamps.max() ?? 0)
-                        }
                         timeline.record(.local, thread: thread, "top-k reduce block \(block)",
                                         ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
                             reduce(returned, blocks[block])
@@ -209,9 +211,10 @@ public final class CometSchedule: MoESchedule {
                         reduced += 1
                         backoff = Backoff(timeout: timeout)
                     } else {
+                        // Sleep until a block is computed or pushed here, or the next one's pushes land.
                         let waitStart = monotonicSeconds()
                         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for a block to finish or come home") }
-                        backoff.sleep(on: window.localDoorbell, seen: seen,
+                        backoff.sleep(on: window.localDoorbell, seen: seen, wakeTime: homeAt,
                                       "waited \(timeout) s in phase \(phase) for block \(mine[min(pushed, mine.count - 1)]) "
                                         + "to be computed or block \(mine[reduced]) to come home from every rank")
                     }
@@ -220,8 +223,9 @@ public final class CometSchedule: MoESchedule {
                 let worker = thread
                 // layer0: whatever rows have arrived, own rank's first, up to 4 tiles at once.
                 while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase, timeline: timeline, thread: worker) {
-                    timeline.recordGEMM(thread: worker, "rows \(work.rows) from rank \(work.source), expert \(work.expert)",
-                                        ["half": "layer0", "peer": "\(work.source)", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
+                    let sources = work.sources.map(String.init).joined(separator: ",")
+                    timeline.recordGEMM(thread: worker, "rows \(work.rows) from ranks \(sources), expert \(work.expert)",
+                                        ["half": "layer0", "peers": sources, "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                         rowTile(call.experts, work.expert, work.rows)
                     }
                     rowsDone.add(work.rows.count)
@@ -245,36 +249,61 @@ public final class CometSchedule: MoESchedule {
     }
 }
 
-/// A layer0 GEMM tile: rows of one (source, expert) segment of the receive buffer.
+/// A layer0 GEMM tile: rows of one source for one expert.
 struct RowTile: Sendable {
     let source: Int
     let expert: Int
-    /// Rows in the receive buffer (expert-major).
+    /// Rows in the receive buffer, within the expert's rows.
     let rows: Range<Int>
     /// Where they start in the source's send order.
     let sourceRow: Int
 }
 
-/// Layer0's tiles in the order their rows arrive: this rank's own first (they
-/// need no link), then the other sources round-robin, one tile of each in turn,
-/// rank+1 first. Every link carries its tiles one after another while all links
-/// run at once, so the k-th tiles of all sources land together. A remote
-/// source's tiles start at a quarter of `tileRows` and double up to it, so that
-/// the first remote rows land soon after the own rank's GEMMs begin.
+/// Layer0's tiles in the order they are pulled: this rank's own first (they need
+/// no link), then the other sources round-robin, one tile of each in turn, rank+1
+/// first. Every link carries its tiles one after another while all links run at
+/// once, so the k-th tiles of all sources land together. A remote source's tiles
+/// start at a quarter of `tileRows` and double up to it, so that the first remote
+/// rows land soon after the own rank's GEMMs begin, and shrink again at its end,
+/// so that little is left to compute once the last rows land.
+///
+/// Comet's receive buffers keep each expert's rows in this order (not source by
+/// source as `RoutingPlan.receiveSegment` has them), so tiles that land together
+/// are adjacent and one GEMM takes them all.
 func rowTileOrder(_ plan: RoutingPlan, order: [Int], tileRows: Int) -> [RowTile] {
+    // Per source, its pieces in send order: (expert, rows in the source's send order).
     let perSource = order.map { source in
-        (0..<plan.expertsPerRank).flatMap { expert in
-            let segment = plan.receiveSegment(source: source, expert: expert)
-            let start = plan.sourceOffset(source: source, expert: expert)
-            let pieces = source == order[0] ? tiles(segment, size: tileRows) : rampedTiles(segment, first: tileRows / 4, size: tileRows)
-            return pieces.map {
-                RowTile(source: source, expert: expert, rows: $0, sourceRow: start + $0.lowerBound - segment.lowerBound)
+        let segments = (0..<plan.expertsPerRank).map { expert in
+            (expert: expert, start: plan.sourceOffset(source: source, expert: expert),
+             count: plan.receiveSegment(source: source, expert: expert).count)
+        }
+        let total = segments.reduce(0) { $0 + $1.count }
+        let lengths = source == order[0] ? tiles(0..<total, size: tileRows).map(\.count)
+                                         : rampedTiles(0..<total, first: tileRows / 4, size: tileRows).map(\.count)
+        // Cut the source's rows into those lengths, never across an expert's segment.
+        var pieces: [(source: Int, expert: Int, sourceRows: Range<Int>)] = []
+        var segment = 0, used = 0
+        for length in lengths {
+            var left = length
+            while left > 0 {
+                while segments[segment].count == used { (segment, used) = (segment + 1, 0) }
+                let take = min(left, segments[segment].count - used)
+                let start = segments[segment].start + used
+                pieces.append((source, segments[segment].expert, start..<start + take))
+                (used, left) = (used + take, left - take)
             }
         }
+        return pieces
     }
     let remote = perSource.dropFirst()
     let rounds = remote.map(\.count).max() ?? 0
-    return perSource[0] + (0..<rounds).flatMap { round in remote.compactMap { round < $0.count ? $0[round] : nil } }
+    let pulled = perSource[0] + (0..<rounds).flatMap { round in remote.compactMap { round < $0.count ? $0[round] : nil } }
+    var next = (0..<plan.expertsPerRank).map { plan.expertRows($0).lowerBound }
+    return pulled.map { piece in
+        let rows = next[piece.expert]..<next[piece.expert] + piece.sourceRows.count
+        next[piece.expert] = rows.upperBound
+        return RowTile(source: piece.source, expert: piece.expert, rows: rows, sourceRow: piece.sourceRows.lowerBound)
+    }
 }
 
 /// Where things are in a rank's window: flags first (`SymmetricWindow`), then

@@ -2,79 +2,84 @@ import CometMPI
 import Synchronization
 
 /// Layer0's rows as they land: communicator threads post each pulled tile with
-/// its arrival time (by the link model); GEMM threads take the rows that have
-/// arrived, as many at once as are ready (up to a cap), own rank's first, then
-/// rank+1, rank+2, ... So GEMMs are small while rows trickle in and grow as soon
-/// as rows wait for the CPU, which keeps the tiles efficient on busy cores.
+/// its arrival time (by the link model); GEMM threads take the earliest-pulled
+/// tile that has arrived, together with the landed tiles that follow it in the
+/// receive buffer (up to a cap). `rowTileOrder` lays each expert's rows out in
+/// pull order, so tiles that land together sit side by side: GEMMs are small
+/// while rows trickle in and grow as soon as rows wait for the CPU, which keeps
+/// the tiles efficient on busy cores.
+///
+/// On a native link there is nothing to hide: tiles are taken one by one, in
+/// pull order, so that a run's GEMMs (and the order in which weight gradients
+/// accumulate) never depend on timing and training is bit-identical run to run.
 final class LandingBoard: Sendable {
-    /// Rows of one (source, expert) segment of the receive buffer.
-    struct Segment {
+    struct Tile {
         let source: Int
         let expert: Int
+        /// Rows in the receive buffer.
         let rows: Range<Int>
-        /// Ends of the landed tiles, in order, with their arrival times.
-        var landed: [(end: Int, arrival: Double)] = []
-        /// Rows below this index have been taken by a GEMM thread.
-        var taken: Int
-
-        init(source: Int, expert: Int, rows: Range<Int>) {
-            (self.source, self.expert, self.rows, taken) = (source, expert, rows, rows.lowerBound)
-        }
+        /// When the rows may be used; nil until they are pulled.
+        var arrival: Double?
+        var taken = false
     }
 
-    private let segments: Mutex<[Segment]>
+    /// The tiles in receive-buffer order; `position[task]` finds task `task` (pull order) in it.
+    private let tiles: Mutex<[Tile]>
+    private let position: [Int]
     /// Rung whenever a tile lands.
     private let landings = ThreadFlag()
-    private let respectArrivals: Bool
+    private let emulated: Bool
 
-    /// Segments in the order GEMM threads prefer them; `respectArrivals`: rows are
-    /// usable only once their link-model arrival time has passed.
-    init(_ plan: RoutingPlan, order: [Int], respectArrivals: Bool) {
-        segments = Mutex(order.flatMap { source in
-            (0..<plan.expertsPerRank).map { Segment(source: source, expert: $0, rows: plan.receiveSegment(source: source, expert: $0)) }
-        }.filter { !$0.rows.isEmpty })
-        self.respectArrivals = respectArrivals
+    /// `tasks` in pull order (`rowTileOrder`); `emulated`: the link is emulated,
+    /// so rows are usable only once their link-model arrival time has passed.
+    init(_ tasks: [RowTile], emulated: Bool) {
+        let byRow = tasks.indices.sorted { tasks[$0].rows.lowerBound < tasks[$1].rows.lowerBound }
+        var position = [Int](repeating: 0, count: tasks.count)
+        for (index, task) in byRow.enumerated() { position[task] = index }
+        tiles = Mutex(byRow.map { Tile(source: tasks[$0].source, expert: tasks[$0].expert, rows: tasks[$0].rows) })
+        self.position = position
+        self.emulated = emulated
     }
 
-    /// Posts that rows up to `end` of `source`'s segment for `expert` have landed, usable from `arrival`.
-    func land(source: Int, expert: Int, upTo end: Int, arrival: Double) {
-        segments.withLock { all in
-            if let index = all.firstIndex(where: { $0.source == source && $0.expert == expert }) {
-                all[index].landed.append((end, arrival))
-            }
-        }
+    /// Posts that the rows of task `task` have landed, usable from `arrival`.
+    func land(task: Int, arrival: Double) {
+        tiles.withLock { $0[position[task]].arrival = arrival }
         landings.add(1)
     }
 
-    /// The next rows to compute (at most `maxRows`, from one segment), waiting until
-    /// some have arrived; nil once every row has been taken.
-    /// The wait, if any, is recorded on `timeline` for `thread`.
-    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int) -> (source: Int, expert: Int, rows: Range<Int>)? {
+    /// The next rows to compute (at most `maxRows` of one expert, starting with the
+    /// earliest-pulled landed tile), waiting until some have arrived; nil once every
+    /// row has been taken. The wait, if any, is recorded on `timeline` for `thread`.
+    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int)
+        -> (sources: [Int], expert: Int, rows: Range<Int>)?
+    {
         let waitStart = monotonicSeconds()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         while true {
             let seen = landings.current
             let now = monotonicSeconds()
-            enum Step { case work(Int, Int, Range<Int>), done, wait(until: Double?) }
-            let step: Step = segments.withLock { all in
-                var nextArrival: Double?
-                var remaining = false
-                for index in all.indices where all[index].taken < all[index].rows.upperBound {
-                    remaining = true
-                    let ready = all[index].landed.last { !respectArrivals || $0.arrival <= now }?.end ?? all[index].rows.lowerBound
-                    if ready > all[index].taken {
-                        let rows = all[index].taken..<min(ready, all[index].taken + maxRows)
-                        all[index].taken = rows.upperBound
-                        return .work(all[index].source, all[index].expert, rows)
-                    }
-                    if let pending = all[index].landed.first(where: { $0.end > all[index].taken })?.arrival {
-                        nextArrival = min(nextArrival ?? pending, pending)
-                    }
+            enum Step { case work([Int], Int, Range<Int>), done, wait(until: Double?) }
+            let step: Step = tiles.withLock { all in
+                func usable(_ index: Int) -> Bool {
+                    guard !all[index].taken, let arrival = all[index].arrival else { return false }
+                    return !emulated || arrival <= now
                 }
-                return remaining ? .wait(until: nextArrival) : .done
+                guard let next = position.first(where: { !all[$0].taken }) else { return .done }
+                guard let first = emulated ? position.first(where: usable) : (usable(next) ? next : nil) else {
+                    // Emulated: the earliest landed rows still on the link; native: the next tile's landing.
+                    return .wait(until: emulated ? all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() : nil)
+                }
+                var last = first
+                while emulated, last + 1 < all.count, all[last + 1].expert == all[first].expert, usable(last + 1),
+                      all[last + 1].rows.upperBound - all[first].rows.lowerBound <= maxRows {
+                    last += 1
+                }
+                for index in first...last { all[index].taken = true }
+                return .work(Array(Set(all[first...last].map(\.source))).sorted(), all[first].expert,
+                             all[first].rows.lowerBound..<all[last].rows.upperBound)
             }
             switch step {
-            case .work(let source, let expert, let rows): return (source, expert, rows)
+            case .work(let sources, let expert, let rows): return (sources, expert, rows)
             case .done: return nil
             case .wait(let until?):
                 sleep(until: min(until, now + 0.01))

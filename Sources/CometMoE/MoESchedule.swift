@@ -66,8 +66,9 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     }
 
     /// Layer1's column blocks of `0..<modelWidth` on `link`: blocks of the size set
-    /// (or 128), the first ones a quarter of it and doubling, so that the first
-    /// push starts soon after layer0; one block on a native link when none is set.
+    /// (or 128), the first and last ones a quarter of it (`rampedTiles`), so that
+    /// the first push starts soon after layer0 and the last one is short; one block
+    /// on a native link when none is set.
     public func columnBlocks(for link: LinkModel, modelWidth: Int) -> [Range<Int>] {
         if blockColumns == nil, link.isNative { return [0..<modelWidth] }
         let size = blockColumns ?? Self.emulatedBlockColumns

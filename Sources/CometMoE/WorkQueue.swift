@@ -29,14 +29,23 @@ public func tiles(_ rows: Range<Int>, size: Int) -> [Range<Int>] {
     stride(from: rows.lowerBound, to: rows.upperBound, by: max(size, 1)).map { $0..<min($0 + max(size, 1), rows.upperBound) }
 }
 
-/// `rows` cut into consecutive tiles that start at `first` rows and double up to `size`.
+/// `rows` cut into consecutive tiles that start at `first` rows, double up to
+/// `size`, and shrink the same way towards the end: 16, 32, 64, ..., 64, 32, 16.
 public func rampedTiles(_ rows: Range<Int>, first: Int, size: Int) -> [Range<Int>] {
-    var result: [Range<Int>] = []
-    var start = rows.lowerBound, length = max(1, min(first, size))
-    while start < rows.upperBound {
-        result.append(start..<min(start + length, rows.upperBound))
-        start += length
-        length = min(2 * length, max(size, 1))
+    let size = max(size, 1)
+    var front: [Int] = [], back: [Int] = []
+    var left = rows.count, length = max(1, min(first, size))
+    while left > 0 {
+        front.append(min(length, left))
+        left -= front.last!
+        if left == 0 { break }
+        back.append(min(length, left))
+        left -= back.last!
+        length = min(2 * length, size)
     }
-    return result
+    var start = rows.lowerBound
+    return (front + back.reversed()).map { length in
+        defer { start += length }
+        return start..<start + length
+    }
 }
