@@ -52,6 +52,12 @@ extension MatrixView {
     /// The elements, row by row.
     public var elements: [Float] { (0..<rows).flatMap { Array(UnsafeBufferPointer(start: base + $0 * rowStride, count: columns)) } }
 
+    /// Copies `source` (same shape) into this view.
+    public func copy(from source: MatrixView) {
+        precondition(source.rows == rows && source.columns == columns, "copy between different shapes")
+        for i in 0..<rows { (base + i * rowStride).update(from: source.base + i * source.rowStride, count: columns) }
+    }
+
     public func fill(_ value: Float) {
         for row in 0..<rows { (base + row * rowStride).update(repeating: value, count: columns) }
     }

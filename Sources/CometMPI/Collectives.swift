@@ -42,25 +42,27 @@ extension Communicator {
     }
 
     /// Sends `sendCounts[r]` consecutive elements of `send` to rank `r` and receives
-    /// `receiveCounts[r]` elements from rank `r`, both packed in rank order.
+    /// `receiveCounts[r]` elements from rank `r`. Each rank's elements start at
+    /// `sendOffsets[r]` / `receiveOffsets[r]` (in elements), or are packed in rank
+    /// order when the offsets are nil; ranks may read overlapping send elements.
     public func allToAllV<T: MPIScalar>(
-        _ send: UnsafeBufferPointer<T>, sendCounts: [Int],
-        into receive: UnsafeMutableBufferPointer<T>, receiveCounts: [Int]
+        _ send: UnsafeBufferPointer<T>, sendCounts: [Int], sendOffsets: [Int]? = nil,
+        into receive: UnsafeMutableBufferPointer<T>, receiveCounts: [Int], receiveOffsets: [Int]? = nil
     ) throws {
         precondition(sendCounts.count == size && receiveCounts.count == size, "allToAllV: one count per rank")
-        precondition(sendCounts.reduce(0, +) <= send.count && receiveCounts.reduce(0, +) <= receive.count,
+        let packed = { (counts: [Int]) in counts.indices.map { counts[..<$0].reduce(0, +) } }
+        let sendAt = sendOffsets ?? packed(sendCounts), receiveAt = receiveOffsets ?? packed(receiveCounts)
+        precondition(zip(sendAt, sendCounts).allSatisfy { $0 >= 0 && $0 + $1 <= send.count }
+                        && zip(receiveAt, receiveCounts).allSatisfy { $0 >= 0 && $0 + $1 <= receive.count },
                      "allToAllV: counts exceed the buffers")
         // Counts and displacements must stay in place until the operation completes.
         let table = UnsafeMutableBufferPointer<Int32>.allocate(capacity: 4 * size)
         defer { table.deallocate() }
-        var sendOffset = 0, receiveOffset = 0
         for r in 0..<size {
             table[r] = Int32(sendCounts[r])
-            table[size + r] = Int32(sendOffset)
+            table[size + r] = Int32(sendAt[r])
             table[2 * size + r] = Int32(receiveCounts[r])
-            table[3 * size + r] = Int32(receiveOffset)
-            sendOffset += sendCounts[r]
-            receiveOffset += receiveCounts[r]
+            table[3 * size + r] = Int32(receiveAt[r])
         }
         let base = table.baseAddress!
         var request: MPI_Request? = nil

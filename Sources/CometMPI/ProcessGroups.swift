@@ -96,6 +96,9 @@ public struct ProcessGroups: Sendable {
     public let tensor: Communicator
     /// Ranks with the same EP and TP coordinates: replicas of the same expert shard.
     public let data: Communicator
+    /// Ranks with the same DP coordinate: the EP x TP ranks one MoE layer runs on,
+    /// numbered tp + TP ep (as `RoutingPlan` expects).
+    public let moe: Communicator
 
     /// Splits `world` for `layout`. Collective; throws `LayoutError.worldMismatch` on every
     /// rank alike when the sizes do not fit.
@@ -109,5 +112,6 @@ public struct ProcessGroups: Sendable {
         self.expert = try world.split(color: at.tp + layout.tensorParallel * at.dp, key: at.ep)
         self.tensor = try world.split(color: at.ep + layout.expertParallel * at.dp, key: at.tp)
         self.data = try world.split(color: at.tp + layout.tensorParallel * at.ep, key: at.dp)
+        self.moe = try world.split(color: at.dp, key: at.tp + layout.tensorParallel * at.ep)
     }
 }

@@ -7,21 +7,27 @@ import CometMPI
 /// On the wire, rows from each source arrive *source-major* (by source, then local
 /// expert, then token); the expert side keeps them expert-major, so a dispatch
 /// scatters them into place after the exchange and a combine gathers them before.
+/// With TP > 1 a home rank sends each segment to every TP rank of its EP index,
+/// and gets back one partial result per TP rank, in that TP index's region.
 enum AllToAll {
     /// Sends send-order rows `rows` [T k, N] to their experts and leaves them in
     /// `received` [R, N], expert-major. `staging` holds at least R rows.
     static func dispatch(_ rows: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into received: MatrixView) throws {
-        try exchange(rows, sendCounts: (0..<plan.ranks).map { plan.sendRange(destination: $0).count },
-                     into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, call)
+        let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
+        try exchange(rows, sendCounts: ranges.map(\.count), sendOffsets: ranges.map(\.lowerBound),
+                     into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, receiveOffsets: nil, call)
         reorder(plan, wire: staging, buffer: received, toBuffer: true)
     }
 
     /// Sends expert-major rows `results` [R, N] back to their home ranks, where
-    /// they land in send order in `returned` [T k, N].
+    /// they land in send order in `returned` [TP T k, N], each TP index's partial
+    /// results in its own region.
     static func combine(_ results: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into returned: MatrixView) throws {
         reorder(plan, wire: staging, buffer: results, toBuffer: false)
-        try exchange(staging, sendCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) },
-                     into: returned, receiveCounts: (0..<plan.ranks).map { plan.sendRange(destination: $0).count }, call)
+        let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
+        try exchange(staging, sendCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, sendOffsets: nil,
+                     into: returned, receiveCounts: ranges.map(\.count),
+                     receiveOffsets: (0..<plan.ranks).map { plan.returnSlot(from: $0) * plan.routedRows + ranges[$0].lowerBound }, call)
     }
 
     /// Copies rows between the wire's source-major order and the expert-major buffer.
@@ -41,18 +47,21 @@ enum AllToAll {
         }
     }
 
-    /// MPI_Alltoallv of whole rows, then a sleep until the link model says the
-    /// slowest rank pair has finished (in either direction).
+    /// MPI_Alltoallv of whole rows (counts and offsets in rows; nil offsets: packed
+    /// in rank order), then a sleep until the link model says the slowest rank pair
+    /// has finished (in either direction).
     private static func exchange(
-        _ send: MatrixView, sendCounts: [Int], into receive: MatrixView, receiveCounts: [Int], _ call: LayerCall
+        _ send: MatrixView, sendCounts: [Int], sendOffsets: [Int]?,
+        into receive: MatrixView, receiveCounts: [Int], receiveOffsets: [Int]?, _ call: LayerCall
     ) throws {
         let n = send.columns
         precondition(send.rowStride == n && receive.rowStride == n, "exchanges move whole, packed rows")
         let start = monotonicSeconds()
         try call.group.allToAllV(
-            UnsafeBufferPointer(start: send.base, count: sendCounts.reduce(0, +) * n), sendCounts: sendCounts.map { $0 * n },
-            into: UnsafeMutableBufferPointer(start: receive.base, count: receiveCounts.reduce(0, +) * n),
-            receiveCounts: receiveCounts.map { $0 * n })
+            UnsafeBufferPointer(start: send.base, count: send.rows * n),
+            sendCounts: sendCounts.map { $0 * n }, sendOffsets: sendOffsets?.map { $0 * n },
+            into: UnsafeMutableBufferPointer(start: receive.base, count: receive.rows * n),
+            receiveCounts: receiveCounts.map { $0 * n }, receiveOffsets: receiveOffsets?.map { $0 * n })
         let bytes = MemoryLayout<Float>.stride * n
         let slowest = (0..<call.group.size).filter { $0 != call.group.rank }.map {
             call.link.model.transferTime(bytes: max(sendCounts[$0], receiveCounts[$0]) * bytes)

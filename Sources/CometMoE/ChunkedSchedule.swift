@@ -34,7 +34,7 @@ public final class ChunkedSchedule: MoESchedule {
             self.plan = plan
             self.weights = weights
             send = buffers.send.rows(plan.tokens * plan.topK)
-            returned = buffers.returned.rows(plan.tokens * plan.topK)
+            returned = buffers.returned.rows(plan.tensorParallel * plan.routedRows)
             wire = buffers.wire.rows(plan.receivedRows)
             buffers.expert.reserve(rows: plan.receivedRows)
             self.buffers = buffers.expert
@@ -61,7 +61,8 @@ public final class ChunkedSchedule: MoESchedule {
                 .enumerated().map { index, tokens in
                     let slots = (tokens.lowerBound * k)..<(tokens.upperBound * k)
                     let plan = try RoutingPlan(choices: Array(call.routing.choices[slots]), tokens: tokens.count, topK: k,
-                                               experts: call.routing.experts, group: call.group)
+                                               experts: call.routing.experts, group: call.group,
+                                               tensorParallel: call.plan.tensorParallel)
                     return Chunk(tokens: tokens, plan: plan, weights: Array(call.routing.weights[slots]), buffers: storage[index])
                 }
         }

@@ -4,7 +4,8 @@ import CometMPI
 /// Comet's fine-grained schedule (MLSys 2025), on CPU ranks.
 ///
 /// Each rank's symmetric window holds its rows in send order (`sendRows`, read by
-/// the experts' ranks), the rows that come back (`returnRows`, written by them),
+/// the experts' ranks), the rows that come back (`returnRows`, written by them:
+/// one region per TP index, whose partial results the top-k reduce sums too),
 /// and per column block the time each expert rank's push arrives (`stamps`).
 /// A layer call runs `commThreads` communicator threads and `gemmThreads` GEMM
 /// threads:
@@ -38,12 +39,13 @@ public final class CometSchedule: MoESchedule {
     private var blockUses: [Int]
 
     /// Allocates the window on `group`. Collective.
-    public init(config: MoEConfig, options: ScheduleOptions, group: Communicator, forcePutGet: Bool) throws {
+    public init(config: MoEConfig, options: ScheduleOptions, group: Communicator, tensorParallel: Int = 1, forcePutGet: Bool) throws {
         self.options = options
         modelWidth = config.modelWidth
         buffers = ExpertBuffers(modelWidth: config.modelWidth, hiddenWidth: config.hiddenWidth, activation: config.activation)
         layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: config.modelWidth,
-                              ranks: group.size, blocks: options.maxBlocks(modelWidth: config.modelWidth))
+                              ranks: group.size, tensorParallel: tensorParallel,
+                              blocks: options.maxBlocks(modelWidth: config.modelWidth))
         blockUses = [Int](repeating: 0, count: layout.blocks)
         window = try SymmetricWindow(communicator: group, byteCount: layout.byteCount, flagCount: layout.flagCount,
                                      forcePutGet: forcePutGet)
@@ -188,7 +190,8 @@ public final class CometSchedule: MoESchedule {
                                 try window.putRows(
                                     results.base + tile.rows.lowerBound * results.rowStride + columns.lowerBound,
                                     rows: tile.rows.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
-                                    toRank: home, offset: layout.returnOffset(row: tile.sourceRow, column: columns.lowerBound),
+                                    toRank: home,
+                                    offset: layout.returnOffset(region: plan.returnSlot(from: me), row: tile.sourceRow, column: columns.lowerBound),
                                     targetStride: layout.rowBytes)
                             }
                             let bytes = plan.receiveCount(source: home) * columns.count * 4
@@ -307,16 +310,18 @@ func rowTileOrder(_ plan: RoutingPlan, order: [Int], tileRows: Int) -> [RowTile]
 }
 
 /// Where things are in a rank's window: flags first (`SymmetricWindow`), then
-/// data: sendRows [capacity, N], returnRows [capacity, N], stamps [blocks, W].
+/// data: sendRows [capacity, N], returnRows [TP x capacity, N], stamps [blocks, W].
 struct WindowLayout: Sendable {
     /// Rows each region holds: tokens per rank x top-k.
     let capacity: Int
     let modelWidth: Int
     let ranks: Int
+    let tensorParallel: Int
     let blocks: Int
 
     var rowBytes: Int { modelWidth * MemoryLayout<Float>.stride }
-    var byteCount: Int { 2 * capacity * rowBytes + blocks * ranks * MemoryLayout<Double>.stride }
+    private var dataRows: Int { (1 + tensorParallel) * capacity }
+    var byteCount: Int { dataRows * rowBytes + blocks * ranks * MemoryLayout<Double>.stride }
 
     /// ready[source] (0..<W): the phase whose rows `source` has published.
     func readyFlag(source: Int) -> Int { source }
@@ -331,16 +336,20 @@ struct WindowLayout: Sendable {
     var flagCount: Int { ranks + 1 + 2 * blocks }
 
     func sendOffset(row: Int) -> Int { row * rowBytes }
-    func returnOffset(row: Int, column: Int) -> Int { (capacity + row) * rowBytes + column * MemoryLayout<Float>.stride }
+    /// Row `row` of TP index `region`'s partial results, from column `column`.
+    func returnOffset(region: Int, row: Int, column: Int) -> Int {
+        ((1 + region) * capacity + row) * rowBytes + column * MemoryLayout<Float>.stride
+    }
     /// When `source`'s push of `block` arrives here, on the link model's clock.
     func stampOffset(block: Int, source: Int) -> Int {
-        2 * capacity * rowBytes + (block * ranks + source) * MemoryLayout<Double>.stride
+        dataRows * rowBytes + (block * ranks + source) * MemoryLayout<Double>.stride
     }
 
     func sendRows(_ data: UnsafeMutableRawPointer) -> MatrixView {
         MatrixView(base: data.assumingMemoryBound(to: Float.self), rows: capacity, columns: modelWidth)
     }
     func returnRows(_ data: UnsafeMutableRawPointer) -> MatrixView {
-        MatrixView(base: (data + returnOffset(row: 0, column: 0)).assumingMemoryBound(to: Float.self), rows: capacity, columns: modelWidth)
+        MatrixView(base: (data + returnOffset(region: 0, row: 0, column: 0)).assumingMemoryBound(to: Float.self),
+                   rows: tensorParallel * capacity, columns: modelWidth)
     }
 }

@@ -2,7 +2,9 @@ import CometKernels
 import CometMPI
 
 /// The experts one rank holds: two-layer FFNs N -> K -> N, `count` of them,
-/// global ids `firstExpert ..< firstExpert + count`.
+/// global ids `firstExpert ..< firstExpert + count`; with expert tensor
+/// parallelism, shard `shard` of `shards` of each: K / TP of the hidden columns
+/// (W1's columns and W2's rows), so GEMM2 and dx give partial sums over shards.
 ///
 /// Every compute step works on a range of rows of `ExpertBuffers` (expert-major,
 /// see `RoutingPlan`), so schedules can cut the work into tiles as they like.
@@ -10,9 +12,11 @@ public final class Experts: @unchecked Sendable {
     public let activation: Activation
     public let firstExpert: Int
     public let count: Int
-    /// W1 [N, width(K)] per local expert (width 2K for SwiGLU: gate and up), in `parameters`.
+    /// Which K-shard of each expert this rank holds, of how many.
+    public let shardIndex: Int, shards: Int
+    /// W1 [N, width(K / TP)] per local expert (SwiGLU: this shard's gate and up columns), in `parameters`.
     public let up: [MatrixView]
-    /// W2 [K, N] per local expert.
+    /// W2 [K / TP, N] per local expert.
     public let down: [MatrixView]
     public let upGradient: [MatrixView]
     public let downGradient: [MatrixView]
@@ -21,24 +25,32 @@ public final class Experts: @unchecked Sendable {
     /// One lock per expert's gradients, so threads may accumulate row tiles at once.
     private let gradientLocks: [Lock]
 
-    /// Tensors of experts `firstExpert ..< firstExpert + count`, named under `prefix`
-    /// by their global ids; each rank holds its own shard.
-    public static func parameterTensors(config: MoEConfig, firstExpert: Int, count: Int, prefix: String) -> [ParameterSet.Tensor] {
-        (firstExpert..<(firstExpert + count)).flatMap { expert -> [ParameterSet.Tensor] in
-            [("\(prefix)\(expert).up", [config.modelWidth, config.activation.width(hidden: config.hiddenWidth)], true, false),
-             ("\(prefix)\(expert).down", [config.hiddenWidth, config.modelWidth], true, false)]
+    /// Tensors of experts `firstExpert ..< firstExpert + count` (K-shards when
+    /// `shards` > 1), named under `prefix` by their global ids; each rank holds its own.
+    public static func parameterTensors(
+        config: MoEConfig, firstExpert: Int, count: Int, shards: Int = 1, prefix: String
+    ) -> [ParameterSet.Tensor] {
+        let width = config.hiddenWidth / shards
+        return (firstExpert..<(firstExpert + count)).flatMap { expert -> [ParameterSet.Tensor] in
+            [("\(prefix)\(expert).up", [config.modelWidth, config.activation.width(hidden: width)], true, false),
+             ("\(prefix)\(expert).down", [width, config.modelWidth], true, false)]
         }
     }
 
     /// Experts whose weights live in `parameters` under `prefix` (or in an allocation
-    /// of their own), each initialised from the seed and its global id, so the same on
-    /// whichever rank makes it.
-    public init(config: MoEConfig, firstExpert: Int, count: Int, parameters: ParameterSet? = nil, prefix: String = "experts.") {
+    /// of their own), each initialised from the seed and its global id as a whole
+    /// expert and then cut to shard `shard` of `shards`, so the same on whichever
+    /// rank and in whichever layout it is made.
+    public init(
+        config: MoEConfig, firstExpert: Int, count: Int, shard: Int = 0, shards: Int = 1,
+        parameters: ParameterSet? = nil, prefix: String = "experts."
+    ) {
         activation = config.activation
         self.firstExpert = firstExpert
         self.count = count
+        (shardIndex, self.shards) = (shard, shards)
         let parameters = parameters
-            ?? ParameterSet(Experts.parameterTensors(config: config, firstExpert: firstExpert, count: count, prefix: prefix))
+            ?? ParameterSet(Experts.parameterTensors(config: config, firstExpert: firstExpert, count: count, shards: shards, prefix: prefix))
         self.parameters = parameters
         let experts = firstExpert..<(firstExpert + count)
         up = experts.map { parameters.view("\(prefix)\($0).up") }
@@ -49,9 +61,43 @@ public final class Experts: @unchecked Sendable {
         let (n, k) = (config.modelWidth, config.hiddenWidth)
         for (local, expert) in experts.enumerated() {
             var generator = SeededGenerator(seed: config.seed &+ 0x5EED &* UInt64(expert + 1))
-            up[local].randomize(scale: 1 / Float(n).squareRoot(), &generator)
-            down[local].randomize(scale: 1 / Float(k).squareRoot(), &generator)
+            let (wholeUp, wholeDown) = (Matrix(rows: n, columns: config.activation.width(hidden: k)), Matrix(rows: k, columns: n))
+            wholeUp.randomize(scale: 1 / Float(n).squareRoot(), &generator)
+            wholeDown.randomize(scale: 1 / Float(k).squareRoot(), &generator)
+            withExtendedLifetime((wholeUp, wholeDown)) {
+                copyShard(ofUp: wholeUp.view, into: up[local])
+                copyShard(ofDown: wholeDown.view, into: down[local])
+            }
         }
+    }
+
+    /// The columns of a whole expert's W1 [N, width(K)] that shard `shard` of `shards`
+    /// holds, in the shard's order: its K / TP hidden columns (SwiGLU: of the gate
+    /// half, then of the up half).
+    public static func upColumns(hiddenWidth k: Int, activation: Activation, shard: Int, shards: Int) -> [Range<Int>] {
+        let width = k / shards, hidden = (shard * width)..<((shard + 1) * width)
+        return activation == .swiglu ? [hidden, (k + hidden.lowerBound)..<(k + hidden.upperBound)] : [hidden]
+    }
+
+    /// The rows of a whole expert's W2 [K, N] that shard `shard` of `shards` holds.
+    public static func downRows(hiddenWidth k: Int, shard: Int, shards: Int) -> Range<Int> {
+        (shard * k / shards)..<((shard + 1) * k / shards)
+    }
+
+    /// Copies this rank's shard of a whole expert's W1 [N, width(K)] (or of its
+    /// gradient) into `target` [N, width(K / TP)] (see `upColumns`).
+    public func copyShard(ofUp whole: MatrixView, into target: MatrixView) {
+        let k = activation == .swiglu ? whole.columns / 2 : whole.columns, width = k / shards
+        let parts = Self.upColumns(hiddenWidth: k, activation: activation, shard: shardIndex, shards: shards)
+        for (part, columns) in parts.enumerated() {
+            target.columns((part * width)..<((part + 1) * width)).copy(from: whole.columns(columns))
+        }
+    }
+
+    /// Copies this rank's shard of a whole expert's W2 [K, N] (or of its gradient)
+    /// into `target` [K / TP, N].
+    public func copyShard(ofDown whole: MatrixView, into target: MatrixView) {
+        target.copy(from: whole.rows(Self.downRows(hiddenWidth: whole.rows, shard: shardIndex, shards: shards)))
     }
 
     // MARK: Forward

@@ -28,33 +28,39 @@ public enum HomeRows {
         }
     }
 
-    /// The top-k reduce: y[t, cols] = sum_j w_tj * returned[row(t, j), cols],
-    /// or the plain sum when `weights` is nil. returned [T k, N], y [T, N].
+    /// The top-k reduce, with the TP partial results summed too:
+    /// y[t, cols] = sum_j w_tj sum_s returned[s region + row(t, j), cols], or the plain
+    /// sum when `weights` is nil. returned [TP x region, N] with regions of at least
+    /// T k rows (T k here; the window's capacity in comet), y [T, N].
     public static func reduce(
         _ returned: MatrixView, _ plan: RoutingPlan, weights: [Float]?, columns: Range<Int>, into y: MatrixView
     ) {
-        let k = plan.topK
+        let (k, region) = (plan.topK, returned.rows / plan.tensorParallel)
         for token in 0..<plan.tokens {
             let target = y.base + token * y.rowStride
             for j in columns { target[j] = 0 }
             for choice in 0..<k {
                 let weight = weights?[token * k + choice] ?? 1
-                let source = returned.base + plan.sendRow[token * k + choice] * returned.rowStride
-                for j in columns { target[j] += weight * source[j] }
+                for slot in 0..<plan.tensorParallel {
+                    let source = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
+                    for j in columns { target[j] += weight * source[j] }
+                }
             }
         }
     }
 
-    /// dL/dw_tj = <dy_t, returned[row(t, j)]>: what the router's backward needs.
+    /// dL/dw_tj = <dy_t, sum_s returned[s region + row(t, j)]>: what the router's backward needs (as in `reduce`).
     public static func weightGradients(_ dy: MatrixView, _ returned: MatrixView, _ plan: RoutingPlan) -> [Float] {
-        let (n, k) = (dy.columns, plan.topK)
+        let (n, k, region) = (dy.columns, plan.topK, returned.rows / plan.tensorParallel)
         var gradients = [Float](repeating: 0, count: plan.tokens * k)
         for token in 0..<plan.tokens {
             let d = dy.base + token * dy.rowStride
             for choice in 0..<k {
-                let r = returned.base + plan.sendRow[token * k + choice] * returned.rowStride
                 var dot: Float = 0
-                for j in 0..<n { dot += d[j] * r[j] }
+                for slot in 0..<plan.tensorParallel {
+                    let r = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
+                    for j in 0..<n { dot += d[j] * r[j] }
+                }
                 gradients[token * k + choice] = dot
             }
         }

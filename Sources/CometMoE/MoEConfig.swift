@@ -28,8 +28,16 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     /// Experts each expert-parallel rank holds.
     public func expertsPerRank(expertParallel: Int) -> Int { experts / expertParallel }
 
-    /// Checks the configuration for `expertParallel` ranks.
-    public func validate(expertParallel: Int) throws {
+    /// The shape of what one rank computes when each expert's K is sharded over
+    /// `tensorParallel` ranks: K / TP hidden columns.
+    public func shard(tensorParallel: Int) -> MoEConfig {
+        var shard = self
+        shard.hiddenWidth = hiddenWidth / tensorParallel
+        return shard
+    }
+
+    /// Checks the configuration for `expertParallel` x `tensorParallel` ranks.
+    public func validate(expertParallel: Int, tensorParallel: Int = 1) throws {
         for (name, value) in [("tokens per rank", tokensPerRank), ("N (model width)", modelWidth),
                               ("K (hidden width)", hiddenWidth), ("E (experts)", experts), ("top-k", topK)] where value < 1 {
             throw MoEConfigError("\(name) must be at least 1, got \(value)")
@@ -37,6 +45,9 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         if topK > experts { throw MoEConfigError("top-k (\(topK)) cannot exceed the number of experts (\(experts))") }
         if experts % expertParallel != 0 {
             throw MoEConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+        }
+        if hiddenWidth % tensorParallel != 0 {
+            throw MoEConfigError("K (hidden width \(hiddenWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
         }
         if !(0...0.5).contains(imbalance) { throw MoEConfigError("imbalance must be between 0 and 0.5, got \(imbalance)") }
     }

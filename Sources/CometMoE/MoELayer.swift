@@ -4,11 +4,14 @@ import CometMPI
 /// One MoE layer as training uses it: router, routing plan, experts and a
 /// schedule, each a separate part (as Megatron-Core splits them).
 ///
-/// Experts are sharded over the expert-parallel group: rank r of the group holds
-/// experts r E/W ..< (r + 1) E/W. The router is replicated.
+/// The layer runs on a group of W = EP x TP ranks (group rank = tp + TP ep). Rank
+/// (ep, tp) holds experts ep E/EP ..< (ep + 1) E/EP, and of each the K-shard tp
+/// (see `Experts`). The router is replicated.
 public final class MoELayer {
     public let config: MoEConfig
     public let group: Communicator
+    /// TP: ranks that share each expert's K dimension.
+    public let tensorParallel: Int
     public let router: Router
     public let experts: Experts
     public let schedule: any MoESchedule
@@ -20,29 +23,38 @@ public final class MoELayer {
     /// The routing plan of the last forward.
     public var lastPlan: RoutingPlan? { saved?.call.plan }
 
-    /// The layer's tensors on rank `rank` of an expert-parallel group of `ranks`,
+    /// The layer's tensors on rank `rank` of a group of `ranks` = EP x `tensorParallel`,
     /// named under `prefix`: the router's gate and this rank's experts.
-    public static func parameterTensors(config: MoEConfig, ranks: Int, rank: Int, prefix: String) -> [ParameterSet.Tensor] {
-        let perRank = config.expertsPerRank(expertParallel: ranks)
+    public static func parameterTensors(
+        config: MoEConfig, ranks: Int, rank: Int, tensorParallel: Int = 1, prefix: String
+    ) -> [ParameterSet.Tensor] {
+        let perRank = config.expertsPerRank(expertParallel: ranks / tensorParallel)
         return Router.parameterTensors(config: config, prefix: "\(prefix)router.")
-            + Experts.parameterTensors(config: config, firstExpert: rank * perRank, count: perRank, prefix: "\(prefix)experts.")
+            + Experts.parameterTensors(config: config, firstExpert: rank / tensorParallel * perRank, count: perRank,
+                                       shards: tensorParallel, prefix: "\(prefix)experts.")
     }
 
     /// Builds the layer on `group` (collective when the schedule allocates windows),
     /// with its weights in `parameters` under `prefix` (see `parameterTensors`) or
     /// in an allocation of its own.
     public init(
-        config: MoEConfig, group: Communicator, schedule: any MoESchedule, link: LinkModel,
+        config: MoEConfig, group: Communicator, tensorParallel: Int = 1, schedule: any MoESchedule, link: LinkModel,
         parameters: ParameterSet? = nil, prefix: String = ""
     ) throws {
-        try config.validate(expertParallel: group.size)
+        guard group.size % tensorParallel == 0 else {
+            throw MoEConfigError("TP=\(tensorParallel) does not divide the layer's \(group.size) ranks")
+        }
+        try config.validate(expertParallel: group.size / tensorParallel, tensorParallel: tensorParallel)
         self.config = config
         self.group = group
+        self.tensorParallel = tensorParallel
         let parameters = parameters
-            ?? ParameterSet(MoELayer.parameterTensors(config: config, ranks: group.size, rank: group.rank, prefix: prefix))
+            ?? ParameterSet(MoELayer.parameterTensors(config: config, ranks: group.size, rank: group.rank,
+                                                      tensorParallel: tensorParallel, prefix: prefix))
         router = Router(config: config, parameters: parameters, prefix: "\(prefix)router.")
-        let perRank = config.expertsPerRank(expertParallel: group.size)
-        experts = Experts(config: config, firstExpert: group.rank * perRank, count: perRank, parameters: parameters,
+        let perRank = config.expertsPerRank(expertParallel: group.size / tensorParallel)
+        experts = Experts(config: config, firstExpert: group.rank / tensorParallel * perRank, count: perRank,
+                          shard: group.rank % tensorParallel, shards: tensorParallel, parameters: parameters,
                           prefix: "\(prefix)experts.")
         self.schedule = schedule
         self.link = LinkClock(model: link, ranks: group.size)
@@ -54,7 +66,8 @@ public final class MoELayer {
         timeline.reset()
         let routing = timeline.record(.local, thread: 0, "route") { router.forward(x) }
         let plan = try timeline.record(.comm, thread: 0, "plan") {
-            try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: group)
+            try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: group,
+                            tensorParallel: tensorParallel)
         }
         let call = LayerCall(plan: plan, routing: routing, experts: experts, group: group, link: link, timeline: timeline)
         try schedule.forward(x, call, into: y)

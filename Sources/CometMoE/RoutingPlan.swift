@@ -1,11 +1,18 @@
 import CometMPI
 
-/// Where every routed row goes and comes from, agreed by all expert-parallel ranks.
+/// Where every routed row goes and comes from, agreed by the W = EP x TP ranks of
+/// the layer's group (group rank = tp + TP ep).
 ///
 /// A *row* is one (token, choice) pair: T k rows leave each rank.
-/// - On its home rank, rows are kept in *send order*: by destination rank, then by
-///   the destination's local expert, then by token. Each (destination, expert)
-///   segment is contiguous, so one transfer moves it.
+/// - Experts are sharded over the EP index; each expert's K dimension over the TP
+///   index. A row goes to *every* TP rank of its expert's EP index (the dispatch
+///   with the all-gather inside TP fused into it), and each of them sends back a
+///   partial result that the home rank sums (the reduce-scatter fused into the
+///   combine). With TP = 1 this is plain expert parallelism.
+/// - On its home rank, rows are kept in *send order*: by destination EP index, then
+///   by the destination's local expert, then by token. Each (EP index, expert)
+///   segment is contiguous, so one transfer moves it to each of its TP ranks.
+///   Partial results come back into one region of T k rows per TP index.
 /// - On the expert rank, received rows are kept *expert-major*: by local expert,
 ///   then by source rank, then by token. Each expert's rows are contiguous for its
 ///   GEMMs, and each (expert, source) segment depends on one source only.
@@ -13,11 +20,13 @@ import CometMPI
 /// The plan is dropless: any distribution works, including every row to one expert,
 /// experts that receive nothing and ranks that send nothing.
 public struct RoutingPlan: Sendable {
-    /// W: ranks in the expert-parallel group.
+    /// W = EP x TP: ranks in the layer's group.
     public let ranks: Int
     /// This rank in the group.
     public let rank: Int
-    /// E / W: experts each rank holds.
+    /// TP: ranks that share each expert's K dimension.
+    public let tensorParallel: Int
+    /// E / EP: experts each rank holds (a K-shard of each when TP > 1).
     public let expertsPerRank: Int
     public let topK: Int
     /// T: tokens on this rank.
@@ -29,14 +38,14 @@ public struct RoutingPlan: Sendable {
     public let sendRow: [Int]
     /// Token of each send-order row [T k].
     public let sendToken: [Int]
-    /// Rows this rank sends to (destination, local expert), at [destination * E/W + expert].
+    /// Rows this rank sends to (EP index, local expert), at [EP index * E/EP + expert] (the global expert).
     public let sendCounts: [Int]
-    /// First send-order row of each (destination, local expert) segment.
+    /// First send-order row of each (EP index, local expert) segment.
     public let sendOffsets: [Int]
 
     // MARK: Expert side (this rank as the destination)
 
-    /// Rows that (source, local expert) sends here, at [source * E/W + expert].
+    /// Rows that (source, local expert) sends here, at [source * E/EP + expert].
     public let receiveCounts: [Int]
     /// Where those rows start in the source's send order.
     public let sourceOffsets: [Int]
@@ -46,12 +55,15 @@ public struct RoutingPlan: Sendable {
     public let receivedRows: Int
 
     /// Builds the plan from this rank's routing and exchanges counts with the
-    /// group (one all-to-all of 2 E/W integers per rank pair). Collective.
-    public init(choices: [Int], tokens: Int, topK: Int, experts: Int, group: Communicator) throws {
-        let (w, perRank) = (group.size, experts / group.size)
-        precondition(experts % w == 0 && choices.count == tokens * topK, "routing does not fit the group")
+    /// group (one all-to-all of 2 E/EP integers per rank pair). Collective.
+    public init(choices: [Int], tokens: Int, topK: Int, experts: Int, group: Communicator, tensorParallel: Int = 1) throws {
+        let w = group.size
+        precondition(w % tensorParallel == 0 && experts % (w / tensorParallel) == 0 && choices.count == tokens * topK,
+                     "routing does not fit the group")
+        let perRank = experts / (w / tensorParallel)
         ranks = w
         rank = group.rank
+        self.tensorParallel = tensorParallel
         expertsPerRank = perRank
         self.topK = topK
         self.tokens = tokens
@@ -60,7 +72,7 @@ public struct RoutingPlan: Sendable {
         for expert in choices { counts[expert] += 1 }
         var offsets = [Int](repeating: 0, count: experts)
         for segment in 1..<max(experts, 1) { offsets[segment] = offsets[segment - 1] + counts[segment - 1] }
-        // Global expert e = destination * E/W + local expert: segments are already in send order.
+        // Global expert e = EP index * E/EP + local expert: segments are already in send order.
         sendCounts = counts
         sendOffsets = offsets
         var next = offsets
@@ -79,13 +91,13 @@ public struct RoutingPlan: Sendable {
         outgoing.reserveCapacity(2 * experts)
         for destination in 0..<w {
             for expert in 0..<perRank {
-                let segment = destination * perRank + expert
+                let segment = destination / tensorParallel * perRank + expert
                 outgoing += [Int64(counts[segment]), Int64(offsets[segment])]
             }
         }
         let incoming = try group.allToAll(outgoing)
-        var receiveCounts = [Int](repeating: 0, count: experts)
-        var sourceOffsets = [Int](repeating: 0, count: experts)
+        var receiveCounts = [Int](repeating: 0, count: w * perRank)
+        var sourceOffsets = [Int](repeating: 0, count: w * perRank)
         for source in 0..<w {
             for expert in 0..<perRank {
                 let at = 2 * (source * perRank + expert)
@@ -93,7 +105,7 @@ public struct RoutingPlan: Sendable {
                 sourceOffsets[source * perRank + expert] = Int(incoming[at + 1])
             }
         }
-        var receiveOffsets = [Int](repeating: 0, count: experts)
+        var receiveOffsets = [Int](repeating: 0, count: w * perRank)
         var total = 0
         for expert in 0..<perRank {
             for source in 0..<w {
@@ -122,7 +134,7 @@ public struct RoutingPlan: Sendable {
 
     /// Rows of (destination, local expert) in this rank's send order.
     public func sendSegment(destination: Int, expert: Int) -> Range<Int> {
-        let at = destination * expertsPerRank + expert
+        let at = destination / tensorParallel * expertsPerRank + expert
         return sendOffsets[at]..<(sendOffsets[at] + sendCounts[at])
     }
 
@@ -134,6 +146,12 @@ public struct RoutingPlan: Sendable {
         sendSegment(destination: destination, expert: 0).lowerBound
             ..< sendSegment(destination: destination, expert: expertsPerRank - 1).upperBound
     }
+
+    /// T k: rows this rank sends out, and the size of each TP index's region of partial results.
+    public var routedRows: Int { tokens * topK }
+
+    /// The region of partial results that `rank`'s pushes land in at home: [TP x T k] rows, one region per TP index.
+    public func returnSlot(from rank: Int) -> Int { rank % tensorParallel }
 
     /// Rows of the busiest exchange between this rank and another, in either direction.
     public var busiestPairRows: Int {

@@ -9,13 +9,18 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
     /// Comet: tile-level overlap through symmetric windows and ready flags.
     case comet
 
-    /// A new schedule of this kind for `group` (collective for comet, which allocates its window).
-    public func make(config: MoEConfig, options: ScheduleOptions, group: Communicator, forcePutGet: Bool = false) throws -> any MoESchedule {
+    /// A new schedule of this kind for the layer's `group` of EP x `tensorParallel`
+    /// ranks (collective for comet, which allocates its window).
+    public func make(
+        config: MoEConfig, options: ScheduleOptions, group: Communicator, tensorParallel: Int = 1, forcePutGet: Bool = false
+    ) throws -> any MoESchedule {
         try options.validate()
+        let shard = config.shard(tensorParallel: tensorParallel)
         switch self {
-        case .sequential: return SequentialSchedule(config: config, options: options)
-        case .chunked: return ChunkedSchedule(config: config, options: options)
-        case .comet: return try CometSchedule(config: config, options: options, group: group, forcePutGet: forcePutGet)
+        case .sequential: return SequentialSchedule(config: shard, options: options)
+        case .chunked: return ChunkedSchedule(config: shard, options: options)
+        case .comet:
+            return try CometSchedule(config: shard, options: options, group: group, tensorParallel: tensorParallel, forcePutGet: forcePutGet)
         }
     }
 }

@@ -20,7 +20,7 @@ public final class SequentialSchedule: MoESchedule {
         let (plan, timeline) = (call.plan, call.timeline)
         let rows = plan.tokens * plan.topK
         buffers.reserve(rows: plan.receivedRows)
-        let send = sendRows.rows(rows), returned = returnedRows.rows(rows), wire = staging.rows(plan.receivedRows)
+        let send = sendRows.rows(rows), returned = returnedRows.rows(plan.tensorParallel * rows), wire = staging.rows(plan.receivedRows)
         timeline.record(.local, thread: 0, "pack") { HomeRows.pack(x, plan, rows: 0..<rows, into: send) }
         try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, staging: wire, into: buffers.x) }
         try runExpertTasks(call, label: "forward") { experts, expert, rows, b in
@@ -35,7 +35,7 @@ public final class SequentialSchedule: MoESchedule {
     public func backward(_ dy: MatrixView, _ call: LayerCall, into dx: MatrixView) throws -> [Float] {
         let (plan, timeline) = (call.plan, call.timeline)
         let rows = plan.tokens * plan.topK
-        let send = sendRows.rows(rows), returned = returnedRows.rows(rows), wire = staging.rows(plan.receivedRows)
+        let send = sendRows.rows(rows), returned = returnedRows.rows(plan.tensorParallel * rows), wire = staging.rows(plan.receivedRows)
         let weightGradients = timeline.record(.local, thread: 0, "pack") {
             let gradients = HomeRows.weightGradients(dy, returned, plan)
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)

@@ -1,5 +1,6 @@
 import CometKernels
 import CometMPI
+import CometMoE
 import Foundation
 
 /// A training checkpoint as one safetensors file: every weight under its name
@@ -29,19 +30,24 @@ enum Checkpoint {
             let range = entry.offset..<(entry.offset + entry.count)
             add(entry.name, entry.shape, values: parameters.values[range], m: optimizer.firstMoment[range], v: optimizer.secondMoment[range])
         }
-        // Each expert once: from the first rank that holds it. Every rank's shard has the
-        // same layout (same shapes in the same order), only the expert ids differ.
-        var written = Set<Int64>()
-        let (shard, entries) = (sharded.count, shardEntries(model))
-        for rank in 0..<world.size {
-            for (position, entry) in entries.enumerated() {
-                let id = names[rank * entries.count + position]
-                guard written.insert(id).inserted else { continue }
-                let start = rank * 3 * shard + entry.offset - model.replicatedCount
-                add(expertName(id), entry.shape, values: gathered[start..<(start + entry.count)],
-                    m: gathered[(start + shard)..<(start + shard + entry.count)],
-                    v: gathered[(start + 2 * shard)..<(start + 2 * shard + entry.count)])
+        // Each expert once, whole: its K-shards from the TP ranks of the first data-parallel
+        // replica, put together. Every rank's shard has the same layout (same shapes in
+        // the same order); only the expert ids and the shard index differ.
+        let layout = model.groups.layout, entries = shardEntries(model), shard = sharded.count
+        var holders: [Int64: [(rank: Int, position: Int)]] = [:]
+        for rank in 0..<world.size where layout.coordinates(of: rank).dp == 0 {
+            for position in entries.indices { holders[names[rank * entries.count + position], default: []].append((rank, position)) }
+        }
+        for id in holders.keys.sorted() {
+            let parts = holders[id]!.sorted { layout.coordinates(of: $0.rank).tp < layout.coordinates(of: $1.rank).tp }
+            let entry = entries[parts[0].position]
+            let whole = (0..<3).map { moment in
+                assemble(parts.map { part -> ArraySlice<Float> in
+                    let start = part.rank * 3 * shard + moment * shard + entry.offset - model.replicatedCount
+                    return gathered[start..<(start + entry.count)]
+                }, shardShape: entry.shape, isDown: id & 1 == 1, config: config)
             }
+            add(expertName(id), whole[0].shape, values: whole[0].values, m: whole[1].values, v: whole[2].values)
         }
         tensors += moments
         tensors.append(Safetensors.Tensor(name: "optimizer.step", shape: [1], values: .int64([Int64(optimizer.step)])))
@@ -69,17 +75,60 @@ enum Checkpoint {
                 guard let tensor = file.tensors[tensorName] else {
                     throw CheckpointError("the checkpoint \(url.path) does not match this model: it has no tensor \(tensorName)")
                 }
-                guard tensor.shape == entry.shape, case .float32(let values) = tensor.values else {
+                let shape = wholeShape(entry, tensorParallel: model.groups.layout.tensorParallel)
+                guard tensor.shape == shape, case .float32(var values) = tensor.values else {
                     throw CheckpointError("the checkpoint \(url.path) does not match this model: \(tensorName) has shape \(tensor.shape), "
-                        + "the model needs \(entry.shape)")
+                        + "the model needs \(shape)")
                 }
-                _ = UnsafeMutableBufferPointer(rebasing: target[entry.offset..<(entry.offset + entry.count)]).update(fromContentsOf: values)
+                guard shape != entry.shape else {
+                    _ = UnsafeMutableBufferPointer(rebasing: target[entry.offset..<(entry.offset + entry.count)]).update(fromContentsOf: values)
+                    continue
+                }
+                // A K-shard of a whole expert tensor.
+                let experts = model.moe[Int(expertID(name) >> 32)].experts
+                let local = MatrixView(base: target.baseAddress! + entry.offset, rows: entry.shape[0], columns: entry.shape[1])
+                values.withUnsafeMutableBufferPointer { buffer in
+                    let whole = MatrixView(buffer, rows: shape[0], columns: shape[1])
+                    if expertID(name) & 1 == 1 { experts.copyShard(ofDown: whole, into: local) } else { experts.copyShard(ofUp: whole, into: local) }
+                }
             }
         }
         guard case .int64(let step)? = file.tensors["optimizer.step"]?.values, let first = step.first else {
             throw CheckpointError("the checkpoint \(url.path) has no optimizer.step")
         }
         optimizer.step = Int(first)
+    }
+
+    /// The shape a tensor has in the checkpoint: whole experts, whatever the layout.
+    private static func wholeShape(_ entry: ParameterSet.Entry, tensorParallel: Int) -> [Int] {
+        guard !entry.replicated, tensorParallel > 1 else { return entry.shape }
+        return expertID(entry.name) & 1 == 1 ? [entry.shape[0] * tensorParallel, entry.shape[1]]
+                                              : [entry.shape[0], entry.shape[1] * tensorParallel]
+    }
+
+    /// One whole expert tensor from its K-shards (in shard order; see `Experts.upColumns`).
+    private static func assemble(_ shards: [ArraySlice<Float>], shardShape: [Int], isDown: Bool, config: TrainConfig)
+        -> (shape: [Int], values: [Float]) {
+        let count = shards.count
+        guard count > 1 else { return (shardShape, Array(shards[0])) }
+        let (rows, columns) = (shardShape[0], shardShape[1])
+        let whole = isDown ? Matrix(rows: rows * count, columns: columns) : Matrix(rows: rows, columns: columns * count)
+        for (index, values) in shards.enumerated() {
+            var values = Array(values)
+            values.withUnsafeMutableBufferPointer { buffer in
+                let part = MatrixView(buffer, rows: rows, columns: columns)
+                if isDown {
+                    whole.view.rows(Experts.downRows(hiddenWidth: config.expertWidth, shard: index, shards: count)).copy(from: part)
+                } else {
+                    let width = config.expertWidth / count
+                    let targets = Experts.upColumns(hiddenWidth: config.expertWidth, activation: config.activation, shard: index, shards: count)
+                    for (piece, target) in targets.enumerated() {
+                        whole.view.columns(target).copy(from: part.columns((piece * width)..<((piece + 1) * width)))
+                    }
+                }
+            }
+        }
+        return ([whole.rows, whole.columns], whole.elements)
     }
 
     private static func shardEntries(_ model: MoETransformer) -> [ParameterSet.Entry] {

@@ -9,7 +9,7 @@ import CometMoE
 /// Every parameter lives in one `ParameterSet`: the dense ones (embedding, norms,
 /// attention, LM head, routers) are replicated and data parallel over the world,
 /// and come first so that one all-reduce syncs their gradients; each block's
-/// experts are sharded over the expert-parallel group.
+/// experts are sharded over the EP x TP ranks of the MoE group (K-shards with TP > 1).
 public final class MoETransformer {
     public let config: TrainConfig
     public let vocabularySize: Int
@@ -40,8 +40,8 @@ public final class MoETransformer {
             let prefix = "blocks.\(layer)."
             tensors += [("\(prefix)norm1", [c], false, true), ("\(prefix)qkv", [c, 3 * c], true, true),
                         ("\(prefix)proj", [c, c], true, true), ("\(prefix)norm2", [c], false, true)]
-            tensors += MoELayer.parameterTensors(config: moeConfig, ranks: groups.expert.size, rank: groups.expert.rank,
-                                                 prefix: "\(prefix)moe.")
+            tensors += MoELayer.parameterTensors(config: moeConfig, ranks: groups.moe.size, rank: groups.moe.rank,
+                                                 tensorParallel: groups.layout.tensorParallel, prefix: "\(prefix)moe.")
         }
         tensors += [("norm", [c], false, true), ("head", [c, v], true, true)]
         let ordered = tensors.filter(\.replicated) + tensors.filter { !$0.replicated }
@@ -49,9 +49,11 @@ public final class MoETransformer {
         self.parameters = parameters
         replicatedCount = ordered.filter(\.replicated).reduce(0) { $0 + $1.shape.reduce(1, *) }
         moe = try (0..<config.layers).map { layer in
-            try MoELayer(config: moeConfig, group: groups.expert,
-                         schedule: config.schedule.make(config: moeConfig, options: config.scheduleOptions, group: groups.expert),
-                         link: link, parameters: parameters, prefix: "blocks.\(layer).moe.")
+            let tp = groups.layout.tensorParallel
+            return try MoELayer(
+                config: moeConfig, group: groups.moe, tensorParallel: tp,
+                schedule: config.schedule.make(config: moeConfig, options: config.scheduleOptions, group: groups.moe, tensorParallel: tp),
+                link: link, parameters: parameters, prefix: "blocks.\(layer).moe.")
         }
         buffers = Activations(config: config, tokens: tokens, vocabularySize: v)
         initializeDenseParameters()
@@ -183,7 +185,7 @@ public final class MoETransformer {
         let sharded = UnsafeMutableBufferPointer(rebasing: parameters.gradients[replicatedCount..<parameters.count])
         if groups.data.size > 1 { try groups.data.allReduce(sharded, .sum) }
         let replicatedSquares = replicated.reduce(0.0) { $0 + Double($1) * Double($1) }
-        let shardedSquares = try groups.expert.allReduce(sharded.reduce(0.0) { $0 + Double($1) * Double($1) }, .sum)
+        let shardedSquares = try groups.moe.allReduce(sharded.reduce(0.0) { $0 + Double($1) * Double($1) }, .sum)
         return (replicatedSquares + shardedSquares).squareRoot()
     }
 }

@@ -53,8 +53,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         return config
     }
 
-    /// Checks the configuration for a job of `ranks` ranks with `expertParallel` of them per expert group.
-    public func validate(ranks: Int, expertParallel: Int) throws {
+    /// Checks the configuration for a job of `ranks` ranks with `expertParallel` of them
+    /// sharing out the experts and `tensorParallel` sharing each expert's K.
+    public func validate(ranks: Int, expertParallel: Int, tensorParallel: Int = 1) throws {
         let positive: [(String, Int)] = [
             ("modelWidth", modelWidth), ("layers", layers), ("heads", heads), ("sequenceLength", sequenceLength),
             ("experts", experts), ("topK", topK), ("expertWidth", expertWidth), ("steps", steps),
@@ -67,6 +68,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if topK > experts { throw ConfigError("topK (\(topK)) cannot exceed experts (\(experts))") }
         if experts % expertParallel != 0 {
             throw ConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+        }
+        if expertWidth % tensorParallel != 0 {
+            throw ConfigError("expertWidth (\(expertWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
         }
         if globalBatch % ranks != 0 {
             throw ConfigError("globalBatch (\(globalBatch)) must be a multiple of the \(ranks) ranks")

@@ -58,10 +58,7 @@ public final class Trainer {
     public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel,
                 runDirectory: URL?, resume: URL?) throws {
         let world = groups.world
-        try config.validate(ranks: world.size, expertParallel: groups.expert.size)
-        if groups.layout.tensorParallel > 1 {
-            throw ConfigError("expert tensor parallelism (TP > 1) is not supported yet; use --tp 1 (with --ep and --dp)")
-        }
+        try config.validate(ranks: world.size, expertParallel: groups.layout.expertParallel, tensorParallel: groups.layout.tensorParallel)
         self.config = config
         self.groups = groups
         self.runDirectory = runDirectory

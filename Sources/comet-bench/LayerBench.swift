@@ -19,24 +19,65 @@ struct LayerBench: RankCommand {
             """)
 
     @OptionGroup var options: LayerBenchOptions
-    @Option(help: "Also write the figures to this JSON file.") var json: String?
+    @Option(help: ArgumentHelp(
+        "EP x TP layouts to run one after another: all, or a list such as 8x1,4x2 (default: --tp's).",
+        discussion: "all: every split of the ranks whose EP divides E and whose TP divides K."))
+    var layouts: String?
+    @Option(help: "Also write the figures to this JSON file (an array, one report per layout, with --layouts).") var json: String?
     @Option(help: "Write the last iteration of every schedule as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
     @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var runtime: RuntimeOptions
 
+    func validate() throws {
+        if layouts != nil, trace != nil || gantt != nil {
+            throw ValidationError("--trace and --gantt show one layout: choose it with --tp instead of --layouts")
+        }
+    }
+
     func run(on context: RankContext) throws {
-        let world = context.world
-        let (report, activities) = try options.benchmark(options.moe.config, world: world, blas: context.blas.summary)
-        if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world) {
-            if let trace { try ChromeTrace.write(events, to: trace) }
-            if let gantt {
-                let title = "One MoE layer, forward + backward, \(world.size) ranks, link \(options.link.rawValue)"
-                try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
+        let world = context.world, config = options.moe.config
+        guard let layouts else {
+            let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.tp, blas: context.blas.summary)
+            if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world) {
+                if let trace { try ChromeTrace.write(events, to: trace) }
+                if let gantt {
+                    let title = "One MoE layer, forward + backward, \(world.size) ranks (EP=\(world.size / options.tp) x TP=\(options.tp)), "
+                        + "link \(options.link.rawValue)"
+                    try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
+                }
+            }
+            guard let report else { return }
+            report.print()
+            if let json { try writeJSON(report.json, to: json) }
+            return
+        }
+        var reports: [LayerReport] = []
+        for tp in try layoutTensorParallelSizes(layouts, ranks: world.size, config: config) {
+            let (report, _) = try options.benchmark(config, world: world, tensorParallel: tp, blas: context.blas.summary)
+            if let report {
+                report.print()
+                Swift.print()
+                reports.append(report)
             }
         }
-        guard let report else { return }
-        report.print()
-        if let json { try writeJSON(report.json, to: json) }
+        guard world.rank == 0 else { return }
+        LayerReport.printLayoutSummary(reports)
+        if let json { try writeJSON(reports.map(\.json), to: json) }
+    }
+}
+
+/// The TP of each layout `--layouts` names, in order; `all`: every TP that divides
+/// the ranks and K and leaves an EP that divides E, EP largest first.
+func layoutTensorParallelSizes(_ list: String, ranks: Int, config: MoEConfig) throws -> [Int] {
+    if list == "all" {
+        return (1...ranks).filter { ranks % $0 == 0 && config.hiddenWidth % $0 == 0 && config.experts % (ranks / $0) == 0 }
+    }
+    return try list.split(separator: ",").map { item in
+        let sizes = item.split(separator: "x").compactMap { Int($0) }
+        guard sizes.count == 2, sizes[0] >= 1, sizes[1] >= 1, sizes[0] * sizes[1] == ranks else {
+            throw UsageError("--layouts takes all or EPxTP items whose product is the \(ranks) ranks, such as 8x1,4x2; got \(item)")
+        }
+        return sizes[1]
     }
 }
 
@@ -51,11 +92,18 @@ struct LayerBenchOptions: ParsableArguments {
     @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
+    @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
+    @Option(help: ArgumentHelp(
+        "Also run comet with the workload split adaptive assignment chooses: from this tuning table (comet-bench tune), "
+            + "or 'model' for the cost model alone.",
+        discussion: "A table without this shape, layout, link and machine falls back to the cost model; the choice and its reason are printed."))
+    var tuning: String?
     @OptionGroup var moe: MoEOptions
     @OptionGroup var flags: ScheduleFlags
 
     func validate() throws {
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup not negative") }
+        guard tp >= 1 else { throw ValidationError("--tp must be at least 1") }
         guard !chunkCounts.isEmpty, chunkCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--chunks takes positive whole numbers separated by commas, e.g. 2,4,8")
         }
@@ -70,35 +118,37 @@ struct LayerBenchOptions: ParsableArguments {
         let layer: MoELayer
     }
 
-    /// Runs every schedule on `config`, interleaved; rank 0 gets the report. Also
-    /// returns this rank's activities in every schedule's last iteration. Collective.
-    func benchmark(_ config: MoEConfig, world: Communicator, blas: String) throws
+    /// Runs every schedule on `config` with each expert's K sharded over
+    /// `tensorParallel` ranks, interleaved; rank 0 gets the report. Also returns this
+    /// rank's activities in every schedule's last iteration. Collective.
+    func benchmark(_ config: MoEConfig, world: Communicator, tensorParallel: Int, blas: String) throws
         -> (report: LayerReport?, activities: [(phase: String, activity: Activity)]) {
-        try config.validate(expertParallel: world.size)
+        guard world.size % tensorParallel == 0 else { throw UsageError("--tp \(tensorParallel) must divide the \(world.size) ranks") }
+        try config.validate(expertParallel: world.size / tensorParallel, tensorParallel: tensorParallel)
         var variants: [Variant] = []
         for kind in schedule {
             for d in kind == .chunked ? chunkCounts : [1] {
                 let options = flags.options(chunks: d)
-                let layer = try MoELayer(config: config, group: world,
-                                         schedule: kind.make(config: config, options: options, group: world, forcePutGet: flags.forcePutGet),
-                                         link: .native)
+                let layer = try MoELayer(
+                    config: config, group: world, tensorParallel: tensorParallel,
+                    schedule: kind.make(config: config, options: options, group: world, tensorParallel: tensorParallel,
+                                        forcePutGet: flags.forcePutGet),
+                    link: .native)
                 variants.append(Variant(label: kind == .chunked ? "chunked d=\(d)" : kind.rawValue, kind: kind, layer: layer))
             }
         }
-        var generator = SeededGenerator(seed: moe.seed &+ 7919 &* UInt64(world.rank + 1))
-        let x = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
-        let y = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
-        let dy = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
-        let dx = Matrix(rows: config.tokensPerRank, columns: config.modelWidth)
-        x.randomize(scale: 1, &generator)
-        dy.randomize(scale: 1, &generator)
-
-        let calibration = try calibrate(world, config: config, x: x, y: y, dy: dy, dx: dx)
-        let model: LinkModel = switch link {
-        case .native: .native
-        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
-        case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
-        case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
+        let (x, y, dy, dx) = inputs(config, world: world)
+        let (model, calibration) = try linkModel(config, world: world, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
+        if let tuning {
+            let (split, reason) = try TunedSplit.resolve(config: config, world: world, tensorParallel: tensorParallel, link: model,
+                                                         tablePath: tuning == "model" ? nil : tuning)
+            if world.rank == 0 { print("comet tuned: \(split); \(reason)") }
+            let layer = try MoELayer(
+                config: config, group: world, tensorParallel: tensorParallel,
+                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: flags.options(chunks: 1)), group: world,
+                                                  tensorParallel: tensorParallel, forcePutGet: flags.forcePutGet),
+                link: .native)
+            variants.append(Variant(label: "comet tuned", kind: .comet, layer: layer))
         }
         for variant in variants { variant.layer.useLink(model) }
 
@@ -129,15 +179,41 @@ struct LayerBenchOptions: ParsableArguments {
         let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`
             (0..<3).map { _ in
-                OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth), k: config.modelWidth, seconds: 0.2)
+                OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth / tensorParallel),
+                                       k: config.modelWidth, seconds: 0.2)
             }.max()!
         }
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
             variants: variants.map(\.label), samples: samples, config: config, options: flags.options(chunks: 1),
-            ranks: world.size, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile,
+            ranks: world.size, tensorParallel: tensorParallel, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile,
             tracing: overhead)
         return (report, activities)
+    }
+
+    /// Each rank's tokens x and output gradient dy [T, N] from the seed, and room for y and dx.
+    func inputs(_ config: MoEConfig, world: Communicator) -> (x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) {
+        var generator = SeededGenerator(seed: moe.seed &+ 7919 &* UInt64(world.rank + 1))
+        let (t, n) = (config.tokensPerRank, config.modelWidth)
+        let (x, y, dy, dx) = (Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n))
+        x.randomize(scale: 1, &generator)
+        dy.randomize(scale: 1, &generator)
+        return (x, y, dy, dx)
+    }
+
+    /// The `--link` model: balanced is calibrated in this run, the presets are scaled
+    /// to this machine's measured GEMM speed. Collective.
+    func linkModel(
+        _ config: MoEConfig, world: Communicator, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
+    ) throws -> (LinkModel, Calibration) {
+        let calibration = try calibrate(world, config: config, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
+        let model: LinkModel = switch link {
+        case .native: .native
+        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
+        case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
+        case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
+        }
+        return (model, calibration)
     }
 
     /// What the balanced link and the device presets are derived from: sequential's
@@ -151,10 +227,14 @@ struct LayerBenchOptions: ParsableArguments {
         let rankFLOPs: Double
     }
 
-    private func calibrate(_ world: Communicator, config: MoEConfig, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Calibration {
-        let layer = try MoELayer(config: config, group: world,
-                                 schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world),
-                                 link: .native)
+    private func calibrate(
+        _ world: Communicator, config: MoEConfig, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
+    ) throws -> Calibration {
+        let layer = try MoELayer(
+            config: config, group: world, tensorParallel: tensorParallel,
+            schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world,
+                                                   tensorParallel: tensorParallel),
+            link: .native)
         var seconds: [Double] = [], flops = 0.0
         var bytes = 0
         for _ in 0..<3 {
@@ -173,7 +253,7 @@ struct LayerBenchOptions: ParsableArguments {
     }
 
     /// Seconds of one forward and backward between barriers (slowest rank).
-    private func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Double {
+    func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Double {
         layer.zeroGradients()
         try world.barrier()
         let start = monotonicSeconds()

@@ -8,6 +8,8 @@ struct LayerReport {
     let config: MoEConfig
     let options: ScheduleOptions
     let ranks: Int
+    /// TP: ranks that share each expert's K dimension (EP = ranks / TP).
+    let tensorParallel: Int
     let link: LinkModel
     let calibration: LayerBenchOptions.Calibration
     let peakRSSKiB: Int
@@ -41,6 +43,8 @@ struct LayerReport {
 
     struct JSON: Encodable {
         let ranks: Int
+        let expert_parallel: Int
+        let tensor_parallel: Int
         let config: MoEConfig
         let options: ScheduleOptions
         let link: LinkModel
@@ -69,7 +73,7 @@ struct LayerReport {
     }
 
     var json: JSON {
-        JSON(ranks: ranks, config: config, options: options, link: link, calibration: calibration,
+        JSON(ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
              peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, comet_tracing: tracing,
              schedules: rows)
     }
@@ -78,7 +82,7 @@ struct LayerReport {
 
     func print() {
         Swift.print("""
-            comet-bench layer: \(ranks) ranks, T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
+            comet-bench layer: \(ranks) ranks (EP=\(ranks / tensorParallel) x TP=\(tensorParallel)), T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
             E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
             link: \(link)
             threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM; \
@@ -99,6 +103,22 @@ struct LayerReport {
                                tracing.traced_ms, tracing.untraced_ms, 100 * (tracing.traced_ms / tracing.untraced_ms - 1)))
         }
         Swift.print("peak RSS per rank: \(peakRSSKiB / 1024) MiB")
+    }
+}
+
+extension LayerReport {
+    /// One line per layout: each schedule's speedup over sequential (and sequential's time).
+    static func printLayoutSummary(_ reports: [LayerReport]) {
+        guard let first = reports.first else { return }
+        Swift.print("speedup over sequential, forward + backward, by layout:")
+        Swift.print(padded("layout", 12) + padded("sequential ms", 15) + first.variants.map { padded($0, 14) }.joined())
+        for report in reports {
+            let rows = report.rows
+            let sequential = rows.first { $0.schedule == "sequential" }?.total_ms ?? .nan
+            Swift.print(padded("EP=\(report.ranks / report.tensorParallel) TP=\(report.tensorParallel)", 12)
+                + padded(String(format: "%.1f", sequential), 15)
+                + rows.map { padded(String(format: "%.2fx", $0.speedup), 14) }.joined())
+        }
     }
 }
 

@@ -21,6 +21,7 @@ struct MoECheck: RankCommand {
     @Option var modelWidth = 40
     @Option var hiddenWidth = 24
     @Option var experts = 8
+    @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
     @Option var topK = 2
     @Option var activation: Activation = .gelu
     @Option(help: "balanced, skewed (imbalance 0.05) or one-expert (every token's first choice is expert 0).")
@@ -51,7 +52,8 @@ struct MoECheck: RankCommand {
         var options = ScheduleOptions()
         (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
         (options.blockColumns, options.chunks) = (blockColumns, chunks)
-        try config.validate(expertParallel: world.size)
+        guard tp >= 1, world.size % tp == 0 else { throw UsageError("--tp \(tp) must divide the \(world.size) ranks") }
+        try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
         if stallRank && world.size < 2 { throw UsageError("--stall-rank needs at least 2 ranks") }
         let link = slowLink ? LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9) : .native
 
@@ -67,9 +69,10 @@ struct MoECheck: RankCommand {
         let me = world.rank
         var worst = 0.0
         for kind in schedule {
-            let layer = try MoELayer(config: config, group: world,
-                                     schedule: kind.make(config: config, options: options, group: world, forcePutGet: forcePutGet),
-                                     link: link)
+            let layer = try MoELayer(
+                config: config, group: world, tensorParallel: tp,
+                schedule: kind.make(config: config, options: options, group: world, tensorParallel: tp, forcePutGet: forcePutGet),
+                link: link)
             steer(layer.router)
             if stallRank && me == world.size - 1 { try stall(layer, xs[me]) }
             let y = Matrix(rows: counts[me], columns: modelWidth), dx = Matrix(rows: counts[me], columns: modelWidth)
@@ -85,8 +88,12 @@ struct MoECheck: RankCommand {
                           relativeError(gate, reference.router.gateGradient.elements)]
             for local in 0..<layer.experts.count {
                 let global = layer.experts.firstExpert + local
-                errors.append(relativeError(layer.experts.upGradient[local].elements, reference.experts.upGradient[global].elements))
-                errors.append(relativeError(layer.experts.downGradient[local].elements, reference.experts.downGradient[global].elements))
+                let (up, down) = (layer.experts.upGradient[local], layer.experts.downGradient[local])
+                let (expectedUp, expectedDown) = (Matrix(rows: up.rows, columns: up.columns), Matrix(rows: down.rows, columns: down.columns))
+                layer.experts.copyShard(ofUp: reference.experts.upGradient[global], into: expectedUp.view)
+                layer.experts.copyShard(ofDown: reference.experts.downGradient[global], into: expectedDown.view)
+                errors.append(relativeError(up.elements, expectedUp.elements))
+                errors.append(relativeError(down.elements, expectedDown.elements))
             }
             let error = try world.allReduce(errors.max() ?? 0, .max)
             if error > Self.tolerance {
@@ -94,7 +101,7 @@ struct MoECheck: RankCommand {
             }
             worst = max(worst, error)
         }
-        announce(world, "moe: passed on \(world.size) ranks, schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
+        announce(world, "moe: passed on \(world.size) ranks (EP=\(world.size / tp) x TP=\(tp)), schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
             + "routing \(routing.rawValue), top-k \(topK), max relative error \(String(format: "%.1e", worst)) "
             + "(tolerance \(String(format: "%.0e", Self.tolerance)))")
     }
@@ -105,7 +112,7 @@ struct MoECheck: RankCommand {
     /// waits in a barrier that none of them reaches until the job is aborted.
     private func stall(_ layer: MoELayer, _ x: Matrix) throws -> Never {
         _ = try RoutingPlan(choices: layer.router.forward(x.view).choices, tokens: x.rows, topK: topK, experts: experts,
-                            group: layer.group)
+                            group: layer.group, tensorParallel: tp)
         try layer.group.withWaitTimeout(600).barrier()
         MPIRuntime.abortJob("--stall-rank: the stalled rank's barrier returned, so its peers left the schedule without it")
     }

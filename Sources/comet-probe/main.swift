@@ -157,6 +157,9 @@ extension CometProbe {
                     (groups.expert, (0..<layout.expertParallel).map { layout.rank(ep: $0, tp: me.tp, dp: me.dp) }),
                     (groups.tensor, (0..<layout.tensorParallel).map { layout.rank(ep: me.ep, tp: $0, dp: me.dp) }),
                     (groups.data, (0..<layout.dataParallel).map { layout.rank(ep: me.ep, tp: me.tp, dp: $0) }),
+                    (groups.moe, (0..<layout.expertParallel * layout.tensorParallel).map {
+                        layout.rank(ep: $0 / layout.tensorParallel, tp: $0 % layout.tensorParallel, dp: me.dp)
+                    }),
                 ]
                 for (group, members) in expected {
                     let found = try group.allGather([Int64(world.rank)]).map { Int($0) }

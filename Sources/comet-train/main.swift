@@ -26,6 +26,10 @@ struct CometTrain: RankCommand {
     @Option(help: "Training steps (overrides the configuration).") var steps: Int?
     @Option(help: "Stop after this step, with a checkpoint, as if interrupted (continue with --resume).") var stopAfter: Int?
     @Option(help: "sequential, chunked or comet (overrides the configuration).") var schedule: ScheduleKind?
+    @Option(help: ArgumentHelp(
+        "comet's threads, tiles and blocks from this tuning table (comet-bench tune), or 'model' for the cost model.",
+        discussion: "Without it comet uses the configuration's scheduleOptions. The choice and its reason are printed."))
+    var tuning: String?
     @Flag(help: "Run the runtime self-check instead of training.") var selfCheck = false
     @Option(help: "Write the last step as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
     @Option(help: "Write the last step as an SVG Gantt timeline.") var gantt: String?
@@ -49,6 +53,14 @@ struct CometTrain: RankCommand {
         if printConfig {
             if world.rank == 0 { print(String(decoding: try config.json(), as: UTF8.self)) }
             return
+        }
+        if let tuning, config.schedule == .comet {
+            let tp = groups.layout.tensorParallel
+            let moe = config.moe(tokensPerRank: config.globalBatch / world.size * config.sequenceLength)
+            let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: .native,
+                                                         tablePath: tuning == "model" ? nil : tuning)
+            config.scheduleOptions = split.applied(to: config.scheduleOptions)
+            if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
         let directory = URL(fileURLWithPath: out ?? resume ?? "runs/\(timestamp(world))")
         let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, runDirectory: directory,
@@ -125,7 +137,7 @@ struct CometTrain: RankCommand {
             print("""
             comet-train: runtime self-check
               ranks:  \(world.size) on \(nodes) node(s), layout \(groups.layout), \(MPIRuntime.libraryVersion), MPI_THREAD_MULTIPLE
-              groups: expert \(groups.expert.size) ranks, tensor \(groups.tensor.size), data \(groups.data.size)
+              groups: MoE \(groups.moe.size) ranks (expert \(groups.expert.size) x tensor \(groups.tensor.size)), data \(groups.data.size)
               window: round trip ok on \(native) and on \(putGet)
               BLAS:   \(context.blas.summary)
                       one BLAS thread per calling thread; \(String(format: "%.1f", gflops)) GFLOP/s single-thread at 512x512x512

@@ -10,12 +10,13 @@ import XCTest
 final class MoETests: XCTestCase {
     /// `comet-probe moe` with `flags` on `ranks` ranks must pass, and say so for this routing and top-k.
     private func expectMoEPass(
-        ranks: Int, routing: String = "balanced", topK: Int = 2, _ flags: [String] = [],
+        ranks: Int, tp: Int = 1, routing: String = "balanced", topK: Int = 2, _ flags: [String] = [],
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
         try expectPass(
-            ranks: ranks, ["moe", "--routing", routing, "--top-k", "\(topK)", "--wait-timeout", "60"] + flags,
-            "moe: passed on \(ranks) ranks, schedules sequential,chunked,comet, routing \(routing), top-k \(topK),",
+            ranks: ranks, ["moe", "--tp", "\(tp)", "--routing", routing, "--top-k", "\(topK)", "--wait-timeout", "60"] + flags,
+            "moe: passed on \(ranks) ranks (EP=\(ranks / tp) x TP=\(tp)), schedules sequential,chunked,comet, "
+                + "routing \(routing), top-k \(topK),",
             file: file, line: line)
     }
 
@@ -86,6 +87,19 @@ final class MoETests: XCTestCase {
         try expectMoEPass(ranks: 8, routing: "skewed", topK: 3, ["--experts", "16", "--tokens", "5", "--silent-rank"])
     }
 
+    /// Expert tensor parallelism: every EP x TP layout of 2, 4 and 8 ranks, with
+    /// skewed and one-expert routing, silent ranks, a paced link, the put/get path,
+    /// SwiGLU (gate and up sharded alike) and odd threads and tiles.
+    func testTensorParallelLayouts() throws {
+        try expectMoEPass(ranks: 2, tp: 2, routing: "skewed", topK: 4, ["--silent-rank"])
+        try expectMoEPass(ranks: 4, tp: 2, routing: "one-expert", ["--slow-link"])
+        try expectMoEPass(ranks: 4, tp: 4, routing: "skewed", ["--activation", "swiglu"])
+        try expectMoEPass(ranks: 8, tp: 2, routing: "skewed", topK: 4, ["--force-put-get", "--silent-rank"])
+        try expectMoEPass(ranks: 8, tp: 4, ["--slow-link", "--activation", "swiglu"])
+        try expectMoEPass(ranks: 8, tp: 8, routing: "one-expert", topK: 1,
+                          ["--comm-threads", "3", "--gemm-threads", "3", "--tile-rows", "3", "--block-columns", "7"])
+    }
+
     /// A protocol bug surfaces as the deadline report, never as a hang: the last
     /// rank never runs the comet schedule, so the others wait for it inside the
     /// schedule (not in a collective) until their 2 s deadline aborts the job.
@@ -129,6 +143,32 @@ final class TraceTests: XCTestCase {
         for pid in [0, 1] { XCTAssertTrue(comet.contains { $0["pid"] as? Int == pid }, "no events from rank \(pid)") }
         XCTAssertTrue(events.contains { ($0["cat"] as? String)?.contains("sequential") == true })
         XCTAssertTrue(events.allSatisfy { ($0["ts"] as? Double ?? 0) >= 0 })
+    }
+}
+
+/// Adaptive workload assignment end to end: `comet-bench tune` writes a table for
+/// every layout of 2 ranks; `comet-bench layer --tuning` uses its entry for the
+/// same shape and falls back to the cost model for another.
+final class TuneTests: XCTestCase {
+    func testTuneWritesATableThatLayerRunsLookUp() throws {
+        let table = FileManager.default.temporaryDirectory.appendingPathComponent("comet-tuning-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: table) }
+        let shape = ["--tokens", "64", "--model-width", "32", "--hidden-width", "48", "--experts", "4", "--iterations", "1", "--warmup", "0"]
+        let tune = try MPIJob.run(ranks: 2, "comet-bench", ["tune", "--layouts", "all", "--table", table] + shape)
+        XCTAssertEqual(tune.status, 0, tune.transcript)
+        XCTAssertEqual(tune.stdout.components(separatedBy: "  chosen: ").count - 1, 2, "one choice per layout: \(tune.transcript)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: table))) as! [String: Any]
+        let keys = (json["entries"] as! [[String: Any]]).map { $0["key"] as! [String: Any] }
+        XCTAssertEqual(Set(keys.map { "\($0["expertParallel"]!)x\($0["tensorParallel"]!)" }), ["2x1", "1x2"])
+
+        let layer = ["layer", "--tuning", table, "--tp", "2", "--chunks", "2"]
+        let measured = try MPIJob.run(ranks: 2, "comet-bench", layer + shape)
+        XCTAssertEqual(measured.status, 0, measured.transcript)
+        XCTAssertTrue(measured.stdout.contains("comet tuned: ") && measured.stdout.contains("; measured:"), measured.transcript)
+        XCTAssertTrue(measured.stdout.contains("\ncomet tuned "), "no row for the tuned split: \(measured.transcript)")
+        let modelled = try MPIJob.run(ranks: 2, "comet-bench", layer + shape + ["--top-k", "1"])
+        XCTAssertEqual(modelled.status, 0, modelled.transcript)
+        XCTAssertTrue(modelled.stdout.contains("; cost model (no tuning-table entry"), modelled.transcript)
     }
 }
 

@@ -58,7 +58,7 @@ final class TrainingTests: XCTestCase {
     }
 
     /// Python's safetensors reads the weights (skipped where it is not installed).
-    private func checkReadableFromPython(_ checkpoint: URL) throws {
+    private func checkReadableFromPython(_ checkpoint: URL, step: Int = 12) throws {
         try requirePythonSafetensors()
         let python = try runPython("""
             import sys
@@ -67,7 +67,7 @@ final class TrainingTests: XCTestCase {
             print(d["embedding"].shape, d["blocks.0.moe.experts.7.down"].shape, int(d["optimizer.step"][0]))
             """, [checkpoint.path])
         XCTAssertEqual(python.status, 0, "Python could not read the checkpoint")
-        XCTAssertEqual(python.output, "(52, 64) (128, 64) 12")
+        XCTAssertEqual(python.output, "(52, 64) (128, 64) \(step)")
     }
 
     /// N steps, a stop, then N more give exactly the losses of 2N steps in one go.
@@ -82,13 +82,29 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(a.map(\.loss), b.map(\.loss))
     }
 
+    /// A checkpoint holds whole experts whatever the layout: a run stopped as EP=2 x TP=2
+    /// continues as EP=4 x TP=1, on the same curve (within 1e-4).
+    func testResumeInAnotherLayout() throws {
+        let (stopped, straight) = (directory.appendingPathComponent("stopped"), directory.appendingPathComponent("straight"))
+        XCTAssertEqual(try train(ranks: 4, ["--steps", "10", "--stop-after", "5", "--tp", "2", "--out", stopped.path]).status, 0)
+        let resumed = try train(ranks: 4, ["--resume", stopped.path])
+        XCTAssertEqual(resumed.status, 0, resumed.transcript)
+        XCTAssertEqual(try train(ranks: 4, ["--steps", "10", "--out", straight.path]).status, 0)
+        let (a, b) = (try losses(stopped), try losses(straight))
+        XCTAssertEqual(a.map(\.step), Array(1...10))
+        for (x, y) in zip(a.map(\.loss), b.map(\.loss)) { XCTAssertEqual(x, y, accuracy: 1e-4 * abs(y), "\(a) vs \(b)") }
+        try checkReadableFromPython(stopped.appendingPathComponent("checkpoint.safetensors"), step: 10)
+    }
+
     /// The same seed and global batch give the same losses within 1e-4 relative for
-    /// 1, 2, 4 and 8 ranks, expert-parallel and data-parallel layouts, and every schedule.
+    /// 1, 2, 4 and 8 ranks, expert-, tensor- and data-parallel layouts, and every schedule.
     func testLossCurveDoesNotDependOnLayoutOrSchedule() throws {
         var curves: [String: [Double]] = [:]
         let runs: [(ranks: Int, schedule: String, layout: [String])] = [
             (1, "comet", []), (2, "sequential", []), (4, "chunked", []), (8, "comet", []), (8, "sequential", []),
             (8, "chunked", []), (8, "comet", ["--ep", "4", "--dp", "2"]),
+            (2, "comet", ["--tp", "2"]), (4, "sequential", ["--ep", "2", "--tp", "2"]), (8, "chunked", ["--ep", "2", "--tp", "4"]),
+            (8, "comet", ["--ep", "1", "--tp", "8"]), (8, "comet", ["--ep", "2", "--tp", "2", "--dp", "2"]),
         ]
         for (ranks, schedule, layout) in runs {
             let run = directory.appendingPathComponent("\(ranks)-\(schedule)-\(layout.joined())")
@@ -125,6 +141,7 @@ final class TrainingTests: XCTestCase {
         try expectFailure(["--config", config.path], "modelWidth must be at least 1")
         try #"{"experts": 6}"#.write(to: config, atomically: true, encoding: .utf8)
         try expectFailure(["--config", config.path], "6 experts cannot be shared out evenly over 4")
+        try expectFailure(["--tp", "3"], "expertWidth (128) cannot be sharded evenly over 3", ranks: 3)
         try expectFailure(["--data", directory.appendingPathComponent("missing.txt").path], "does not exist")
         let empty = directory.appendingPathComponent("empty.txt")
         FileManager.default.createFile(atPath: empty.path, contents: Data())

@@ -1,0 +1,105 @@
+import ArgumentParser
+import CometKernels
+import CometLaunch
+import CometMPI
+import CometMoE
+import CometTelemetry
+import Foundation
+
+/// Adaptive workload assignment's profiles: comet under every candidate split of
+/// threads, tiles and blocks, interleaved, for each layout; the best goes into the
+/// tuning table, keyed by shape, layout, link and machine.
+struct TuneBench: RankCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune",
+        abstract: "Profile comet's thread split and tile sizes and store the best per shape, layout and link.",
+        discussion: """
+            Candidates: communicator and GEMM thread counts within the rank's share of the cores (at least one of each), \
+            layer0 tiles of 32 to 256 rows, layer1 blocks of 64 to 256 columns. After the profile, the chosen split and the \
+            best and default fixed splits run again, interleaved, as a check. Later runs read the table with --tuning.
+            """)
+
+    @OptionGroup var options: LayerBenchOptions
+    @Option(help: "EP x TP layouts to tune: all, or a list such as 8x1,4x2 (default: --tp's).") var layouts: String?
+    @Option(help: "The tuning table to add to (created if missing; entries with the same key are replaced).")
+    var table = "tuning.json"
+    @Option(help: "Communicator + GEMM threads per rank to consider (default: the rank's share of the cores, at least 2).")
+    var threads: Int?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run(on context: RankContext) throws {
+        let world = context.world, config = options.moe.config
+        let ranksPerNode = try world.splitByNode().size
+        let budget = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount / ranksPerNode)
+        guard budget >= 2 else { throw UsageError("--threads must be at least 2 (one communicator and one GEMM thread)") }
+        var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()
+        let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [options.tp]
+        for tp in sizes {
+            guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, blasCore: OpenBLAS.coreName) else {
+                continue
+            }
+            tuned.record(entry)  // only rank 0 gets an entry
+            try save(try tuned.json(), to: table)  // after each layout, so an interrupted run keeps what it measured
+        }
+        if world.rank == 0 { print("wrote \(table)") }
+    }
+
+    /// Every candidate on one layout, interleaved; rank 0 gets the entry. Collective.
+    private func profile(_ config: MoEConfig, world: Communicator, tensorParallel tp: Int, threads: Int, blasCore: String) throws -> TuningEntry? {
+        guard world.size % tp == 0 else { throw UsageError("--tp \(tp) must divide the \(world.size) ranks") }
+        try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
+        let (x, y, dy, dx) = options.inputs(config, world: world)
+        let (link, _) = try options.linkModel(config, world: world, tensorParallel: tp, x: x, y: y, dy: dy, dx: dx)
+        let candidates = WorkloadSplit.candidates(threads: threads)
+        let layers = try candidates.map { split in
+            let layer = try MoELayer(
+                config: config, group: world, tensorParallel: tp,
+                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: options.flags.options(chunks: 1)),
+                                                  group: world, tensorParallel: tp, forcePutGet: options.flags.forcePutGet),
+                link: link)
+            layer.timeline.isRecording = false
+            return layer
+        }
+        let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name,
+                            machine: TuningKey.thisMachine(blasCore: blasCore))
+        if world.rank == 0 { print("tuning \(key) (\(link)): \(candidates.count) candidates x \(options.iterations) iterations") }
+        let times = try interleaved(layers, world: world, x: x, y: y, dy: dy, dx: dx)
+        let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
+
+        // The check: the chosen split against the best and the default fixed splits, measured afresh.
+        let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: .fixedDefault)
+        let ranked = candidates.indices.sorted { times[$0] < times[$1] }
+        let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { [$0] } ?? [])
+        let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
+                                    iterations: 2 * options.iterations)
+        guard world.rank == 0 else { return nil }
+        for index in ranked.prefix(5) {
+            print(String(format: "  %8.1f ms  %@", 1e3 * times[index], candidates[index].description))
+        }
+        let bestFixed = zip(rivals, check.dropFirst()).min { $0.1 < $1.1 }!
+        print(String(format: "  chosen: %@\n  check: chosen %.1f ms, best other fixed split %.1f ms (%@), %+.1f%%",
+                     entry.best.description, 1e3 * check[0], 1e3 * bestFixed.1, candidates[bestFixed.0].description,
+                     100 * (check[0] / bestFixed.1 - 1)))
+        if let fixed, let position = rivals.firstIndex(of: fixed) {
+            print(String(format: "  the chosen split against the default fixed split (%@): %.2fx as fast",
+                         WorkloadSplit.fixedDefault.description, check[position + 1] / check[0]))
+        }
+        return entry
+    }
+
+    /// Median forward + backward seconds of each layer over `iterations` (default
+    /// --iterations) after the warm-up, run in rotating order.
+    private func interleaved(
+        _ layers: [MoELayer], world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix, iterations: Int? = nil
+    ) throws -> [Double] {
+        var samples = [[Double]](repeating: [], count: layers.count)
+        for iteration in 0..<(options.warmup + (iterations ?? options.iterations)) {
+            for offset in layers.indices {
+                let index = (offset + iteration) % layers.count
+                let seconds = try options.timeForwardBackward(layers[index], world, x: x, y: y, dy: dy, dx: dx)
+                if iteration >= options.warmup { samples[index].append(seconds) }
+            }
+        }
+        return samples.map(median)
+    }
+}
