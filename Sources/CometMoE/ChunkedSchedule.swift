@@ -116,6 +116,9 @@ public final class ChunkedSchedule: MoESchedule {
         return weightGradients
     }
 
+    /// Nothing is shared between ranks: the buffers go with the object.
+    public func release() {}
+
     /// Thread 0 sends chunk 0 and 1, then for each chunk c waits for its GEMMs,
     /// receives it and sends chunk c + 2; threads 1... run each chunk's tasks as
     /// soon as it has arrived. Tasks of one chunk touch different experts, and all

@@ -96,6 +96,9 @@ public final class CometSchedule: MoESchedule {
         return weightGradients
     }
 
+    /// Frees the window. Collective.
+    public func release() throws { try window.free() }
+
     /// Starts a phase: waits until every rank has pulled what this rank published
     /// last time, fills `sendRows` with `fill`, and tells every rank it is ready.
     private func publish(_ call: LayerCall, _ fill: (MatrixView) -> Void) throws {

@@ -86,6 +86,10 @@ public final class MoELayer {
         }
     }
 
+    /// Gives back the schedule's shared resources (comet's window); the layer is
+    /// unusable afterwards. Collective: every rank releases its layers in the same order.
+    public func release() throws { try schedule.release() }
+
     /// Paces every later transfer with `model`.
     public func useLink(_ model: LinkModel) { link = LinkClock(model: model, ranks: group.size) }
 

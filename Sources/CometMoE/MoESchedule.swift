@@ -26,6 +26,10 @@ public protocol MoESchedule: AnyObject {
     /// with the same call; accumulates the experts' weight gradients and returns
     /// dL/dw [T, k] for the router.
     func backward(_ dy: MatrixView, _ call: LayerCall, into dx: MatrixView) throws -> [Float]
+
+    /// Gives back what the schedule holds on every rank (comet's window); the
+    /// schedule is unusable afterwards. Collective.
+    func release() throws
 }
 
 /// Threads and tile sizes of a schedule.

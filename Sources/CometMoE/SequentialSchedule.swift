@@ -55,6 +55,9 @@ public final class SequentialSchedule: MoESchedule {
         return weightGradients
     }
 
+    /// Nothing is shared between ranks: the buffers go with the object.
+    public func release() {}
+
     /// Runs `work` over every local expert's rows on the GEMM threads: each expert's
     /// rows are split evenly over the threads (or kept whole, for weight gradients,
     /// which accumulate into one matrix per expert).

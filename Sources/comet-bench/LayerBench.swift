@@ -175,6 +175,7 @@ struct LayerBenchOptions: ParsableArguments {
         let activities = zip(variants, samples).flatMap { variant, runs in
             (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
         }
+        for variant in variants { try variant.layer.release() }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`

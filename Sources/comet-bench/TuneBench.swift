@@ -72,6 +72,7 @@ struct TuneBench: RankCommand {
         let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { [$0] } ?? [])
         let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
                                     iterations: 2 * options.iterations)
+        for layer in layers { try layer.release() }
         guard world.rank == 0 else { return nil }
         for index in ranked.prefix(5) {
             print(String(format: "  %8.1f ms  %@", 1e3 * times[index], candidates[index].description))
