@@ -69,7 +69,7 @@ struct TuneBench: RankCommand {
         // The check: the chosen split against the best and the default fixed splits, measured afresh.
         let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: .fixedDefault)
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
-        let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { [$0] } ?? [])
+        let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { ranked.dropFirst().prefix(3).contains($0) || $0 == best ? [] : [$0] } ?? [])
         let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
                                     iterations: 2 * options.iterations)
         for layer in layers { try layer.release() }
@@ -81,7 +81,9 @@ struct TuneBench: RankCommand {
         print(String(format: "  chosen: %@\n  check: chosen %.1f ms, best other fixed split %.1f ms (%@), %+.1f%%",
                      entry.best.description, 1e3 * check[0], 1e3 * bestFixed.1, candidates[bestFixed.0].description,
                      100 * (check[0] / bestFixed.1 - 1)))
-        if let fixed, let position = rivals.firstIndex(of: fixed) {
+        if fixed == best {
+            print("  the chosen split is the default fixed split")
+        } else if let fixed, let position = rivals.firstIndex(of: fixed) {
             print(String(format: "  the chosen split against the default fixed split (%@): %.2fx as fast",
                          WorkloadSplit.fixedDefault.description, check[position + 1] / check[0]))
         }
