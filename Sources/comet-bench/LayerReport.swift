@@ -53,6 +53,8 @@ struct LayerReport {
         let blas: String
         let single_thread_tile_gflops: Double
         let comet_tracing: TracingOverhead?
+        /// The best any schedule could do with sequential's link time and CPU work (nil without sequential).
+        let bound: Bound?
         let schedules: [Row]
     }
 
@@ -75,10 +77,30 @@ struct LayerReport {
     var json: JSON {
         JSON(ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
              peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, comet_tracing: tracing,
+             bound: bound,
              schedules: rows)
     }
 
     var tileRows: Int { options.tileRows(for: link) }
+
+    /// How fast any schedule could be with sequential's link time and CPU work: each
+    /// pass takes at least its transfers (half of sequential's communication, the
+    /// same bytes cross the links in both passes) and at least its remaining work
+    /// (sequential's pass time less its transfers), whichever is longer.
+    struct Bound: Encodable {
+        let forward_ms: Double
+        let backward_ms: Double
+        let speedup: Double
+        let hidden_fraction: Double
+    }
+
+    var bound: Bound? {
+        guard let sequential = rows.first(where: { $0.schedule == "sequential" }) else { return nil }
+        let link = sequential.comm_ms / 2
+        let forward = max(link, sequential.forward_ms - link), backward = max(link, sequential.backward_ms - link)
+        return Bound(forward_ms: forward, backward_ms: backward, speedup: sequential.total_ms / (forward + backward),
+                     hidden_fraction: (sequential.total_ms - forward - backward) / sequential.comm_ms)
+    }
 
     func print() {
         Swift.print("""
@@ -97,6 +119,15 @@ struct LayerReport {
                 format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",
                 row.forward_ms, row.backward_ms, row.total_ms, row.comm_ms, row.gemm_ms, row.speedup,
                 100 * row.hidden_fraction, row.gemm_gflops_per_thread, 100 * row.gemm_gflops_per_thread / tileGFLOPs, tileGFLOPs))
+        }
+        if let bound {
+            Swift.print(String(format: """
+                bound for any schedule (sequential's link time and work, perfectly overlapped): %.1f ms forward + %.1f ms \
+                backward, %.2fx, hiding %.0f%%
+                """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
+            if let comet = rows.first(where: { $0.schedule == "comet" }) {
+                Swift.print(String(format: "comet reaches %.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
+            }
         }
         if let tracing {
             Swift.print(String(format: "comet traced %.1f ms, untraced %.1f ms (%+.1f%%): recording the timeline for traces",
