@@ -138,23 +138,38 @@ public final class CometSchedule: MoESchedule {
         try runThreads(commThreads + gemmThreads) { index in
             let thread = index + 1  // timeline track; 0 is the rank's main thread
             if index < commThreads {
-                // layer0: pull this thread's sources' tiles, in the order the GEMM threads take them.
+                // layer0: pull this thread's sources' tiles in pull order, skipping sources that
+                // have not published yet (ranks drift apart between layers), so that a late rank
+                // holds up only its own rows.
                 let sources = Set(order.indices.filter { $0 % commThreads == index }.map { order[$0] })
-                for source in sources where lastTile[source] == nil {  // nothing to pull from it
-                    // Still wait for its rows of this phase: a rank that has published this
-                    // phase has finished the last one, so no push below reaches it early.
-                    try window.waitForFlag(layout.readyFlag(source: source), toReach: UInt64(phase),
-                                           "rank \(source)'s rows of phase \(phase)")
-                    try window.addToFlag(layout.pulledFlag, 1, onRank: source)
+                var pending = rowTasks.indices.filter { sources.contains(rowTasks[$0].source) }
+                // Sources with nothing to pull: still wait for their rows of this phase, since a rank
+                // that has published this phase has finished the last one, so no push below reaches it early.
+                var silent = sources.filter { lastTile[$0] == nil }
+                var published = Set<Int>()
+                var backoff = Backoff(timeout: timeout)
+                func hasPublished(_ source: Int) throws -> Bool {
+                    if published.contains(source) { return true }
+                    guard try window.flag(layout.readyFlag(source: source)) >= UInt64(phase) else { return false }
+                    published.insert(source)
+                    return true
                 }
-                var ready = Set<Int>()
-                for (task, tile) in rowTasks.enumerated() where sources.contains(tile.source) {
-                    if ready.insert(tile.source).inserted {
-                        let waitStart = monotonicSeconds()
-                        try window.waitForFlag(layout.readyFlag(source: tile.source), toReach: UInt64(phase),
-                                               "rank \(tile.source)'s rows of phase \(phase)")
-                        timeline.recordWait(thread: thread, since: waitStart, "wait for rank \(tile.source) to publish")
+                while !pending.isEmpty || !silent.isEmpty {
+                    let seen = window.localDoorbell?.value ?? 0
+                    for source in silent where try hasPublished(source) {
+                        try window.addToFlag(layout.pulledFlag, 1, onRank: source)
+                        silent.remove(source)
                     }
+                    guard let position = try pending.firstIndex(where: { try hasPublished(rowTasks[$0].source) }) else {
+                        if pending.isEmpty && silent.isEmpty { break }
+                        let waitStart = monotonicSeconds()
+                        let late = Set(pending.map { rowTasks[$0].source }).union(silent).subtracting(published).sorted()
+                        backoff.sleep(on: window.localDoorbell, seen: seen,
+                                      "waited \(timeout) s for ranks \(late) to publish their rows of phase \(phase)")
+                        timeline.recordWait(thread: thread, since: waitStart, "wait for ranks \(late) to publish")
+                        continue
+                    }
+                    let task = pending.remove(at: position), tile = rowTasks[task]
                     let start = monotonicSeconds()
                     try window.get(into: received.base + tile.rows.lowerBound * received.rowStride,
                                    byteCount: tile.rows.count * layout.rowBytes, fromRank: tile.source,
@@ -166,6 +181,7 @@ public final class CometSchedule: MoESchedule {
                                             ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)",
                                              "rows": "\(tile.rows)", "bytes": "\(tile.rows.count * layout.rowBytes)"])
                     board.land(task: task, arrival: arrival)
+                    backoff = Backoff(timeout: timeout)
                 }
                 // Every source has published this phase before any block is pushed.
                 layer0Done.add(1)
@@ -173,7 +189,7 @@ public final class CometSchedule: MoESchedule {
                 // layer1: push this thread's blocks as they finish; reduce those that have come home.
                 let mine = blocks.indices.filter { $0 % commThreads == index }
                 var pushed = 0, reduced = 0
-                var backoff = Backoff(timeout: timeout)
+                backoff = Backoff(timeout: timeout)
                 while reduced < mine.count {
                     let seen = window.localDoorbell?.value ?? 0
                     // When every rank's push of the next block to reduce is here, on the link's clock.

@@ -26,6 +26,7 @@ struct E2EBench: RankCommand {
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
     @Option(help: "Write every schedule's last step as an SVG Gantt timeline.") var gantt: String?
+    @Option(help: "Write every schedule's last step as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
@@ -69,8 +70,11 @@ struct E2EBench: RankCommand {
                 if iteration >= warmup { samples[index].append(report) }
             }
         }
-        if let gantt, let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world) {
-            try save(Data(GanttChart.svg(events, title: "One training step per schedule, \(world.size) ranks, link \(model.name)").utf8), to: gantt)
+        if gantt != nil || trace != nil, let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world) {
+            if let trace { try ChromeTrace.write(events, to: trace) }
+            if let gantt {
+                try save(Data(GanttChart.svg(events, title: "One training step per schedule, \(world.size) ranks, link \(model.name)").utf8), to: gantt)
+            }
         }
         guard world.rank == 0 else { return }
         let tokens = Double(base.globalBatch * base.sequenceLength)
