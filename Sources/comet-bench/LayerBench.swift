@@ -35,14 +35,14 @@ struct LayerBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = options.moe.config
+        let world = context.world, config = options.setup.moe.config
         guard let layouts else {
-            let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.tp, blas: context.blas.summary)
+            let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, blas: context.blas.summary)
             if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world) {
                 if let trace { try ChromeTrace.write(events, to: trace) }
                 if let gantt {
-                    let title = "One MoE layer, forward + backward, \(world.size) ranks (EP=\(world.size / options.tp) x TP=\(options.tp)), "
-                        + "link \(options.link.rawValue)"
+                    let title = "One MoE layer, forward + backward, \(world.size) ranks (EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), "
+                        + "link \(options.setup.link.rawValue)"
                     try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
                 }
             }
@@ -83,27 +83,16 @@ func layoutTensorParallelSizes(_ list: String, ranks: Int, config: MoEConfig) th
 
 /// The layer benchmark's settings, shared by `layer` and `sweep`.
 struct LayerBenchOptions: ParsableArguments {
-    enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
-        case native, balanced, h800, l20
-    }
-
     @Option(help: "Schedules to run (repeatable; default all three).") var schedule: [ScheduleKind] = ScheduleKind.allCases
     @Option(help: "Chunk counts for the chunked schedule, comma-separated.") var chunks = "2,4,8"
-    @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
-    @Option(help: "Measured iterations per schedule.") var iterations = 5
-    @Option(help: "Warm-up iterations per schedule.") var warmup = 1
-    @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
     @Option(help: ArgumentHelp(
         "Also run comet with the workload split adaptive assignment chooses: from this tuning table (comet-bench tune), "
             + "or 'model' for the cost model alone.",
         discussion: "A table without this shape, layout, link and machine falls back to the cost model; the choice and its reason are printed."))
     var tuning: String?
-    @OptionGroup var moe: MoEOptions
-    @OptionGroup var flags: ScheduleFlags
+    @OptionGroup var setup: BenchSetup
 
     func validate() throws {
-        guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup not negative") }
-        guard tp >= 1 else { throw ValidationError("--tp must be at least 1") }
         guard !chunkCounts.isEmpty, chunkCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--chunks takes positive whole numbers separated by commas, e.g. 2,4,8")
         }
@@ -128,46 +117,46 @@ struct LayerBenchOptions: ParsableArguments {
         var variants: [Variant] = []
         for kind in schedule {
             for d in kind == .chunked ? chunkCounts : [1] {
-                let options = flags.options(chunks: d)
+                let options = setup.flags.options(chunks: d)
                 let layer = try MoELayer(
                     config: config, group: world, tensorParallel: tensorParallel,
                     schedule: kind.make(config: config, options: options, group: world, tensorParallel: tensorParallel,
-                                        forcePutGet: flags.forcePutGet),
+                                        forcePutGet: setup.flags.forcePutGet),
                     link: .native)
                 variants.append(Variant(label: kind == .chunked ? "chunked d=\(d)" : kind.rawValue, kind: kind, layer: layer))
             }
         }
-        let (x, y, dy, dx) = inputs(config, world: world)
-        let (model, calibration) = try linkModel(config, world: world, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
+        let (x, y, dy, dx) = setup.inputs(config, world: world)
+        let (model, calibration) = try setup.linkModel(config, world: world, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
         if let tuning {
             let (split, reason) = try TunedSplit.resolve(config: config, world: world, tensorParallel: tensorParallel, link: model,
                                                          tablePath: tuning == "model" ? nil : tuning)
             if world.rank == 0 { print("comet tuned: \(split); \(reason)") }
             let layer = try MoELayer(
                 config: config, group: world, tensorParallel: tensorParallel,
-                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: flags.options(chunks: 1)), group: world,
-                                                  tensorParallel: tensorParallel, forcePutGet: flags.forcePutGet),
+                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: setup.flags.options(chunks: 1)), group: world,
+                                                  tensorParallel: tensorParallel, forcePutGet: setup.flags.forcePutGet),
                 link: .native)
             variants.append(Variant(label: "comet tuned", kind: .comet, layer: layer))
         }
         for variant in variants { variant.layer.useLink(model) }
 
         var samples = [[Sample]](repeating: [], count: variants.count)
-        for iteration in 0..<(warmup + iterations) {
+        for iteration in 0..<(setup.warmup + setup.iterations) {
             for offset in variants.indices {
                 let index = (offset + iteration) % variants.count  // rotate, so no schedule always runs first
                 let sample = try measure(variants[index].layer, world, x: x, y: y, dy: dy, dx: dx)
-                if iteration >= warmup { samples[index].append(sample) }
+                if iteration >= setup.warmup { samples[index].append(sample) }
             }
         }
         // What recording the timeline (the trace) costs comet: traced and untraced runs, interleaved.
         var overhead: LayerReport.TracingOverhead?
         if let comet = variants.first(where: { $0.kind == .comet })?.layer {
             var traced: [Double] = [], untraced: [Double] = []
-            for _ in 0..<iterations {
-                traced.append(try timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
+            for _ in 0..<setup.iterations {
+                traced.append(try setup.timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
                 comet.timeline.isRecording = false
-                untraced.append(try timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
+                untraced.append(try setup.timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
                 comet.timeline.isRecording = true
             }
             overhead = LayerReport.TracingOverhead(traced_ms: median(traced) * 1e3, untraced_ms: median(untraced) * 1e3)
@@ -177,7 +166,7 @@ struct LayerBenchOptions: ParsableArguments {
         }
         for variant in variants { try variant.layer.release() }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
-        let tileRows = min(flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
+        let tileRows = min(setup.flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`
             (0..<3).map { _ in
                 OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth / tensorParallel),
@@ -186,82 +175,10 @@ struct LayerBenchOptions: ParsableArguments {
         }
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
-            variants: variants.map(\.label), samples: samples, config: config, options: flags.options(chunks: 1),
+            variants: variants.map(\.label), samples: samples, config: config, options: setup.flags.options(chunks: 1),
             ranks: world.size, tensorParallel: tensorParallel, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile,
             tracing: overhead)
         return (report, activities)
-    }
-
-    /// Each rank's tokens x and output gradient dy [T, N] from the seed, and room for y and dx.
-    func inputs(_ config: MoEConfig, world: Communicator) -> (x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) {
-        var generator = SeededGenerator(seed: moe.seed &+ 7919 &* UInt64(world.rank + 1))
-        let (t, n) = (config.tokensPerRank, config.modelWidth)
-        let (x, y, dy, dx) = (Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n))
-        x.randomize(scale: 1, &generator)
-        dy.randomize(scale: 1, &generator)
-        return (x, y, dy, dx)
-    }
-
-    /// The `--link` model: balanced is calibrated in this run, the presets are scaled
-    /// to this machine's measured GEMM speed. Collective.
-    func linkModel(
-        _ config: MoEConfig, world: Communicator, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
-    ) throws -> (LinkModel, Calibration) {
-        let calibration = try calibrate(world, config: config, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
-        let model: LinkModel = switch link {
-        case .native: .native
-        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
-        case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
-        case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
-        }
-        return (model, calibration)
-    }
-
-    /// What the balanced link and the device presets are derived from: sequential's
-    /// forward and backward on a native link, measured on every rank (slowest rank counts).
-    struct Calibration: Codable {
-        /// GEMM seconds of one forward and backward.
-        let gemmSeconds: Double
-        /// Bytes of the busiest rank pair's exchange (either direction).
-        let busiestPairBytes: Int
-        /// One rank's GEMM FLOP/s, wall clock.
-        let rankFLOPs: Double
-    }
-
-    private func calibrate(
-        _ world: Communicator, config: MoEConfig, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
-    ) throws -> Calibration {
-        let layer = try MoELayer(
-            config: config, group: world, tensorParallel: tensorParallel,
-            schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world,
-                                                   tensorParallel: tensorParallel),
-            link: .native)
-        var seconds: [Double] = [], flops = 0.0
-        var bytes = 0
-        for _ in 0..<3 {
-            try world.barrier()
-            try layer.forward(x.view, into: y.view)
-            let forward = layer.timeline.all
-            try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
-            bytes = (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
-            let gemm = Timeline.busySeconds(.gemm, in: forward) + layer.timeline.busySeconds(.gemm)
-            seconds.append(try world.allReduce(gemm, .max))
-            flops = (forward + layer.timeline.all).reduce(0) { $0 + $1.flops }
-        }
-        let gemmSeconds = seconds.sorted()[1]
-        return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
-                           rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
-    }
-
-    /// Seconds of one forward and backward between barriers (slowest rank).
-    func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Double {
-        layer.zeroGradients()
-        try world.barrier()
-        let start = monotonicSeconds()
-        try layer.forward(x.view, into: y.view)
-        try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
-        try world.barrier()
-        return try world.allReduce(monotonicSeconds() - start, .max)
     }
 
     /// One forward and backward of one schedule, each timed between barriers.

@@ -11,7 +11,7 @@ struct LayerReport {
     /// TP: ranks that share each expert's K dimension (EP = ranks / TP).
     let tensorParallel: Int
     let link: LinkModel
-    let calibration: LayerBenchOptions.Calibration
+    let calibration: BenchSetup.Calibration
     let peakRSSKiB: Int
     let blas: String
     /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
@@ -48,7 +48,7 @@ struct LayerReport {
         let config: MoEConfig
         let options: ScheduleOptions
         let link: LinkModel
-        let calibration: LayerBenchOptions.Calibration
+        let calibration: BenchSetup.Calibration
         let peak_rss_kib_per_rank: Int
         let blas: String
         let single_thread_tile_gflops: Double

@@ -61,9 +61,9 @@ struct SweepBench: RankCommand {
         let world = context.world
         var rows: [Row] = []
         for axis in self.axis {
-            for (label, config) in points(axis, options.moe.config) {
+            for (label, config) in points(axis, options.setup.moe.config) {
                 guard (try? config.validate(expertParallel: world.size)) != nil else { continue }  // e.g. E not divisible by W
-                let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.tp, blas: context.blas.summary)
+                let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, blas: context.blas.summary)
                 for row in report?.rows ?? [] {
                     rows.append(Row(axis: axis.rawValue, point: label, schedule: row.schedule, total_ms: row.total_ms,
                                     speedup: row.speedup, hidden_fraction: row.hidden_fraction))

@@ -19,7 +19,7 @@ struct TuneBench: RankCommand {
             best and default fixed splits run again, interleaved, as a check. Later runs read the table with --tuning.
             """)
 
-    @OptionGroup var options: LayerBenchOptions
+    @OptionGroup var setup: BenchSetup
     @Option(help: "EP x TP layouts to tune: all, or a list such as 8x1,4x2 (default: --tp's).") var layouts: String?
     @Option(help: "The tuning table to add to (created if missing; entries with the same key are replaced).")
     var table = "tuning.json"
@@ -28,12 +28,12 @@ struct TuneBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = options.moe.config
+        let world = context.world, config = setup.moe.config
         let ranksPerNode = try world.splitByNode().size
         let budget = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount / ranksPerNode)
         guard budget >= 2 else { throw UsageError("--threads must be at least 2 (one communicator and one GEMM thread)") }
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()
-        let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [options.tp]
+        let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [setup.tp]
         for tp in sizes {
             guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, blasCore: OpenBLAS.coreName) else {
                 continue
@@ -48,21 +48,21 @@ struct TuneBench: RankCommand {
     private func profile(_ config: MoEConfig, world: Communicator, tensorParallel tp: Int, threads: Int, blasCore: String) throws -> TuningEntry? {
         guard world.size % tp == 0 else { throw UsageError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
-        let (x, y, dy, dx) = options.inputs(config, world: world)
-        let (link, _) = try options.linkModel(config, world: world, tensorParallel: tp, x: x, y: y, dy: dy, dx: dx)
+        let (x, y, dy, dx) = setup.inputs(config, world: world)
+        let (link, _) = try setup.linkModel(config, world: world, tensorParallel: tp, x: x, y: y, dy: dy, dx: dx)
         let candidates = WorkloadSplit.candidates(threads: threads)
         let layers = try candidates.map { split in
             let layer = try MoELayer(
                 config: config, group: world, tensorParallel: tp,
-                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: options.flags.options(chunks: 1)),
-                                                  group: world, tensorParallel: tp, forcePutGet: options.flags.forcePutGet),
+                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: setup.flags.options(chunks: 1)),
+                                                  group: world, tensorParallel: tp, forcePutGet: setup.flags.forcePutGet),
                 link: link)
             layer.timeline.isRecording = false
             return layer
         }
         let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name,
                             machine: TuningKey.thisMachine(blasCore: blasCore))
-        if world.rank == 0 { print("tuning \(key) (\(link)): \(candidates.count) candidates x \(options.iterations) iterations") }
+        if world.rank == 0 { print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations") }
         let times = try interleaved(layers, world: world, x: x, y: y, dy: dy, dx: dx)
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
 
@@ -71,7 +71,7 @@ struct TuneBench: RankCommand {
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
         let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { ranked.dropFirst().prefix(3).contains($0) || $0 == best ? [] : [$0] } ?? [])
         let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
-                                    iterations: 2 * options.iterations)
+                                    iterations: 2 * setup.iterations)
         for layer in layers { try layer.release() }
         guard world.rank == 0 else { return nil }
         for index in ranked.prefix(5) {
@@ -96,11 +96,11 @@ struct TuneBench: RankCommand {
         _ layers: [MoELayer], world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix, iterations: Int? = nil
     ) throws -> [Double] {
         var samples = [[Double]](repeating: [], count: layers.count)
-        for iteration in 0..<(options.warmup + (iterations ?? options.iterations)) {
+        for iteration in 0..<(setup.warmup + (iterations ?? setup.iterations)) {
             for offset in layers.indices {
                 let index = (offset + iteration) % layers.count
-                let seconds = try options.timeForwardBackward(layers[index], world, x: x, y: y, dy: dy, dx: dx)
-                if iteration >= options.warmup { samples[index].append(seconds) }
+                let seconds = try setup.timeForwardBackward(layers[index], world, x: x, y: y, dy: dy, dx: dx)
+                if iteration >= setup.warmup { samples[index].append(seconds) }
             }
         }
         return samples.map(median)
