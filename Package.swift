@@ -20,9 +20,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]),
         // MPI's predefined handles, shared-memory atomics and CPU features for Swift.
         .target(name: "CometShim", dependencies: ["CMPI"]),
+        // Element-wise kernels (activations) that the C compiler vectorises.
+        .target(name: "CometVector"),
 
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
-        .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim"]),
+        .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim", "CometVector"]),
         .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
         .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE"]),
         .target(name: "CometTelemetry", dependencies: ["CometMPI", "CometMoE"]),

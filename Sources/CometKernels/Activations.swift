@@ -1,6 +1,7 @@
-import Foundation
+import CometVector
 
-/// The expert FFN's activation, applied between GEMM1 and GEMM2.
+/// The expert FFN's activation, applied between GEMM1 and GEMM2, row by row
+/// through the vectorised C kernels of `CometVector`.
 ///
 /// GEMM1 produces `A [m, width(K)]`; the activation turns it into `H [m, K]`.
 public enum Activation: String, Sendable, Codable, CaseIterable {
@@ -19,10 +20,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         for i in 0..<h.rows {
             let aRow = a.base + i * a.rowStride, hRow = h.base + i * h.rowStride
             switch self {
-            case .gelu:
-                for j in 0..<hidden { hRow[j] = geluValue(aRow[j]) }
-            case .swiglu:
-                for j in 0..<hidden { hRow[j] = silu(aRow[j]) * aRow[hidden + j] }
+            case .gelu: comet_gelu_forward(aRow, hRow, hidden)
+            case .swiglu: comet_swiglu_forward(aRow, aRow + hidden, hRow, hidden)
             }
         }
     }
@@ -34,38 +33,9 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         for i in 0..<a.rows {
             let aRow = a.base + i * a.rowStride, dhRow = dh.base + i * dh.rowStride, daRow = da.base + i * da.rowStride
             switch self {
-            case .gelu:
-                for j in 0..<hidden { daRow[j] = dhRow[j] * geluDerivative(aRow[j]) }
-            case .swiglu:
-                for j in 0..<hidden {
-                    let gate = aRow[j], up = aRow[hidden + j]
-                    daRow[j] = dhRow[j] * up * siluDerivative(gate)
-                    daRow[hidden + j] = dhRow[j] * silu(gate)
-                }
+            case .gelu: comet_gelu_backward(aRow, dhRow, daRow, hidden)
+            case .swiglu: comet_swiglu_backward(aRow, aRow + hidden, dhRow, daRow, daRow + hidden, hidden)
             }
         }
     }
-}
-
-private let geluScale: Float = 0.797_884_56  // sqrt(2 / pi)
-private let geluCubic: Float = 0.044_715
-
-// 0.5 (1 + tanh z) = sigmoid(2z): one exp instead of a tanh, several times faster.
-
-@inline(__always) func geluValue(_ x: Float) -> Float {
-    x * sigmoid(2 * geluScale * (x + geluCubic * x * x * x))
-}
-
-@inline(__always) func geluDerivative(_ x: Float) -> Float {
-    let s = sigmoid(2 * geluScale * (x + geluCubic * x * x * x))
-    return s + 2 * x * s * (1 - s) * geluScale * (1 + 3 * geluCubic * x * x)
-}
-
-@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
-
-@inline(__always) func silu(_ x: Float) -> Float { x * sigmoid(x) }
-
-@inline(__always) func siluDerivative(_ x: Float) -> Float {
-    let s = sigmoid(x)
-    return s * (1 + x * (1 - s))
 }

@@ -144,7 +144,7 @@ final class TrainingTests: XCTestCase {
         try expectFailure(["--tp", "3"], "expertWidth (128) cannot be sharded evenly over 3", ranks: 3)
         try expectFailure(["--data", directory.appendingPathComponent("missing.txt").path], "does not exist")
         let empty = directory.appendingPathComponent("empty.txt")
-        FileManager.default.createFile(atPath: empty.path, contents: Data())
+        _ = FileManager.default.createFile(atPath: empty.path, contents: Data())
         try expectFailure(["--data", empty.path], "has 0 bytes")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["config.json", "empty.txt"],
                        "a failed start left files behind")
