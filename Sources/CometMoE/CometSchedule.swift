@@ -192,15 +192,6 @@ public final class CometSchedule: MoESchedule {
                 backoff = Backoff(timeout: timeout)
                 while reduced < mine.count {
                     let seen = window.localDoorbell?.value ?? 0
-                    // When every rank's push of the next block to reduce is here, on the link's clock.
-                    var homeAt = Double.infinity
-                    if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
-                        homeAt = emulated
-                            ? (0..<ranks).map {
-                                window.localData.load(fromByteOffset: layout.stampOffset(block: mine[reduced], source: $0), as: Double.self)
-                            }.max() ?? 0
-                            : 0
-                    }
                     if pushed < mine.count, try window.flag(layout.computedFlag(block: mine[pushed])) >= UInt64(phase) {
                         let block = mine[pushed], columns = blocks[block]
                         for home in order.dropFirst() + [me] {
@@ -224,7 +215,18 @@ public final class CometSchedule: MoESchedule {
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
-                    } else if homeAt <= monotonicSeconds() {
+                        continue
+                    }
+                    // When every rank's push of the next block to reduce is here, on the link's clock.
+                    var homeAt = Double.infinity
+                    if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
+                        homeAt = emulated
+                            ? (0..<ranks).map {
+                                window.localData.load(fromByteOffset: layout.stampOffset(block: mine[reduced], source: $0), as: Double.self)
+                            }.max() ?? 0
+                            : 0
+                    }
+                    if homeAt <= monotonicSeconds() {
                         let block = mine[reduced]
                         timeline.record(.local, thread: thread, "top-k reduce block \(block)",
                                         ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {

@@ -22,8 +22,8 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
     /// The candidates `comet-bench tune` profiles: thread splits within `threads`
     /// threads per rank, tiles of 32 to 256 rows, blocks of 64 to 256 columns.
     public static func candidates(threads: Int) -> [WorkloadSplit] {
-        let splits = (1...max(1, threads - 1)).flatMap { comm in (1...max(1, threads - comm)).map { (comm, $0) } }
-            .filter { $0.0 + $0.1 <= max(2, threads) }
+        let budget = max(2, threads)
+        let splits = (1..<budget).flatMap { comm in (1...(budget - comm)).map { (comm, $0) } }
         return splits.flatMap { comm, gemm in
             [32, 64, 128, 256].flatMap { rows in
                 [64, 128, 256].map { WorkloadSplit(commThreads: comm, gemmThreads: gemm, tileRows: rows, blockColumns: $0) }
@@ -168,8 +168,9 @@ public enum AdaptiveAssignment {
 ///   block's GEMM + the last block's transfer. Backward: the same halves with the
 ///   dgrad and wgrad GEMMs.
 /// - Every tile and block wakes a communicator thread; on oversubscribed cores a
-///   wake-up waits for a core (about 1 ms per 4 runnable threads per core),
-///   shared by the communicator threads.
+///   wake-up waits for a core. The model assumes 0.25 ms per rank beyond the first
+///   on a core (0.75 ms at 4 ranks per core; traces showed up to 10 ms at worst),
+///   shared by the communicator threads. This constant is a guess, not a fit.
 struct CostModel {
     let key: TuningKey
     let link: LinkModel

@@ -45,6 +45,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// B / W: the sequences each of `ranks` ranks processes per step.
+    public func sequencesPerRank(ranks: Int) -> Int { globalBatch / ranks }
+
     /// The MoE layer every block uses, for `tokensPerRank` tokens.
     public func moe(tokensPerRank: Int) -> MoEConfig {
         var config = MoEConfig()

@@ -66,7 +66,7 @@ public final class Trainer {
             ?? MarkovLanguage(sources: config.markovSources, dataTokens: config.markovTokens,
                               successors: config.markovSuccessors, seed: config.seed)
         model = try MoETransformer(config: config, vocabularySize: data.vocabularySize,
-                                   sequences: config.globalBatch / world.size, groups: groups, link: link)
+                                   sequences: config.sequencesPerRank(ranks: world.size), groups: groups, link: link)
         optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
         if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
         if world.rank == 0, let runDirectory {
@@ -126,7 +126,7 @@ public final class Trainer {
     /// next step; the report has no evaluation. Collective.
     public func step() throws -> StepReport {
         let world = groups.world
-        let (b, t, step) = (config.globalBatch / world.size, config.sequenceLength, optimizer.step)
+        let (b, t, step) = (config.sequencesPerRank(ranks: world.size), config.sequenceLength, optimizer.step)
         let stepStart = monotonicSeconds()
         let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
         model.parameters.zeroGradients()
@@ -156,7 +156,7 @@ public final class Trainer {
     /// Mean cross-entropy over the held-out sequences (the same ones every time). Collective.
     public func evaluate() throws -> Double {
         let world = groups.world
-        let (b, t) = (config.globalBatch / world.size, config.sequenceLength)
+        let (b, t) = (config.sequencesPerRank(ranks: world.size), config.sequenceLength)
         let perRank = config.evalSequences / world.size
         var total = 0.0
         var chunks = 0

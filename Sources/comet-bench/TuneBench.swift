@@ -69,7 +69,8 @@ struct TuneBench: RankCommand {
         // The check: the chosen split against the best and the default fixed splits, measured afresh.
         let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: .fixedDefault)
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
-        let rivals = Array(ranked.dropFirst().prefix(3)) + (fixed.map { ranked.dropFirst().prefix(3).contains($0) || $0 == best ? [] : [$0] } ?? [])
+        var rivals = Array(ranked.dropFirst().prefix(3))
+        if let fixed, fixed != best, !rivals.contains(fixed) { rivals.append(fixed) }
         let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
                                     iterations: 2 * setup.iterations)
         for layer in layers { try layer.release() }

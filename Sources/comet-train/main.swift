@@ -56,7 +56,7 @@ struct CometTrain: RankCommand {
         }
         if let tuning, config.schedule == .comet {
             let tp = groups.layout.tensorParallel
-            let moe = config.moe(tokensPerRank: config.globalBatch / world.size * config.sequenceLength)
+            let moe = config.moe(tokensPerRank: config.sequencesPerRank(ranks: world.size) * config.sequenceLength)
             let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: .native,
                                                          tablePath: tuning == "model" ? nil : tuning)
             config.scheduleOptions = split.applied(to: config.scheduleOptions)
