@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim", "CometVector"]),
         .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
-        .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE"]),
+        .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE", "CometVector"]),
         .target(name: "CometTelemetry", dependencies: ["CometMPI", "CometMoE"]),
         .target(
             name: "CometLaunch",

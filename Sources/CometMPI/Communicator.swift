@@ -1,5 +1,8 @@
 import CMPI
 import CometShim
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A typed MPI communicator: a handle with its rank and size.
 ///
@@ -42,9 +45,15 @@ public struct Communicator: @unchecked Sendable {
     }
 
     /// Number of nodes (shared-memory domains) the communicator spans. Collective.
-    public func nodeCount() throws -> Int {
+    public func nodeCount() throws -> Int { try sumOverNodes(1) }
+
+    /// Cores (online CPUs) on all the nodes the communicator spans. Collective.
+    public func coreCount() throws -> Int { try sumOverNodes(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The sum over nodes of `value`, each node's first rank contributing its own. Collective.
+    private func sumOverNodes(_ value: Int) throws -> Int {
         let node = try splitByNode()
-        return Int(try allReduce(node.rank == 0 ? 1 : 0, .sum) as Int64)
+        return Int(try allReduce(Int64(node.rank == 0 ? value : 0), .sum))
     }
 
     /// The same communicator with a different wait deadline.

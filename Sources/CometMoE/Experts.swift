@@ -185,9 +185,11 @@ public final class ExpertBuffers: @unchecked Sendable {
     }
 
     /// Makes room for `rows` rows; contents are kept only when no growth is needed.
+    /// Growth at least doubles: routing drifts while a model trains, and every new
+    /// allocation costs page faults on first touch.
     public func reserve(rows: Int) {
         guard rows > capacity else { return }
-        capacity = max(rows, capacity * 5 / 4)
+        capacity = max(rows, capacity * 2)
         let widths = [modelWidth, upWidth, hiddenWidth, modelWidth, modelWidth, hiddenWidth, upWidth, modelWidth]
         storage = widths.map { Matrix(rows: capacity, columns: $0) }
         (x, a, h, y) = (storage[0].view, storage[1].view, storage[2].view, storage[3].view)

@@ -28,12 +28,19 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     /// Latency used by `balanced`.
     public static let balancedLatency = 20e-6
 
-    /// A link on which `exchanges` exchanges of the busiest rank pair's `bytes`
-    /// together last `gemmSeconds`: communication then takes as long as the GEMMs,
-    /// the paper's regime (communication was 47% of forward time in Megatron).
-    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int, exchanges: Int) -> LinkModel {
-        let transfer = max(gemmSeconds / Double(exchanges) - balancedLatency, 1e-6)
-        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
+    /// A link on which the busiest links' `bytes`, moved in `transfers` transfers (a
+    /// dispatch and a combine per pass), last `gemmSeconds`: communication then takes
+    /// as long as the GEMMs, the paper's regime (communication was 47% of forward
+    /// time in Megatron).
+    public static func balanced(gemmSeconds: Double, busiestLinkBytes bytes: Int, transfers: Int) -> LinkModel {
+        let seconds = max(gemmSeconds - Double(transfers) * balancedLatency, 1e-6)
+        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / seconds)
+    }
+
+    /// Seconds the busiest link needs for one pass that carries `bytes` (a dispatch
+    /// and a combine, two transfers).
+    public func passTime(busiestLinkBytes bytes: Int) -> Double {
+        isNative ? 0 : 2 * latency + Double(bytes) / bandwidth
     }
 
     /// Seconds the link needs for `bytes` (0 for nothing sent).

@@ -128,8 +128,13 @@ public final class Timeline: Sendable {
 }
 
 /// CPU seconds the calling thread has run.
-func threadCPUSeconds() -> Double {
+func threadCPUSeconds() -> Double { cpuSeconds(CLOCK_THREAD_CPUTIME_ID) }
+
+/// CPU seconds all threads of this process have run.
+public func processCPUSeconds() -> Double { cpuSeconds(CLOCK_PROCESS_CPUTIME_ID) }
+
+private func cpuSeconds(_ clock: clockid_t) -> Double {
     var now = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    clock_gettime(clock, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
 }

@@ -1,4 +1,5 @@
 import CometKernels
+import CometVector
 import Foundation
 
 /// AdamW's settings and the learning-rate schedule: linear warmup, then cosine
@@ -57,13 +58,9 @@ public final class AdamW: @unchecked Sendable {
         let (m, v, w, g) = (firstMoment, secondMoment, parameters.values, parameters.gradients)
         for entry in parameters.entries {
             let decay = entry.decays ? learningRate * config.weightDecay : 0
-            for i in entry.offset..<(entry.offset + entry.count) {
-                let gradient = g[i] * gradientScale
-                m[i] = b1 * m[i] + (1 - b1) * gradient
-                v[i] = b2 * v[i] + (1 - b2) * gradient * gradient
-                let mHat = m[i] / correction1, vHat = v[i] / correction2
-                w[i] -= learningRate * mHat / (vHat.squareRoot() + config.epsilon) + decay * w[i]
-            }
+            comet_adamw_update(w.baseAddress! + entry.offset, m.baseAddress! + entry.offset, v.baseAddress! + entry.offset,
+                               g.baseAddress! + entry.offset, entry.count, gradientScale, b1, b2, correction1, correction2,
+                               learningRate, config.epsilon, decay)
         }
     }
 

@@ -79,9 +79,10 @@ public final class MoETransformer {
         for layer in moe { layer.useLink(link) }
     }
 
-    /// Bytes of the busiest rank pair's exchange in any block's last forward (either direction).
-    public var busiestPairBytes: Int {
-        (moe.compactMap(\.lastPlan?.busiestPairRows).max() ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
+    /// Per block: bytes the busiest link out of this rank carried in its last forward
+    /// (dispatch plus combine); a backward carries as many.
+    public var busiestLinkBytes: [Int] {
+        moe.map { ($0.lastPlan?.busiestLinkRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride }
     }
 
     /// What one forward pass measured on this rank.

@@ -32,6 +32,8 @@ public final class Trainer {
         /// Seconds of the step in MoE communication and expert GEMMs (slowest rank).
         public let comm_ms: Double
         public let gemm_ms: Double
+        /// CPU milliseconds all ranks' processes (every thread) ran during the step, summed.
+        public let cpu_ms: Double
         /// Tokens routed to each expert over all blocks, all ranks.
         public let expert_load: [Int]
         public var eval_loss: Double?
@@ -127,7 +129,7 @@ public final class Trainer {
     public func step() throws -> StepReport {
         let world = groups.world
         let (b, t, step) = (config.sequencesPerRank(ranks: world.size), config.sequenceLength, optimizer.step)
-        let stepStart = monotonicSeconds()
+        let (stepStart, cpuStart) = (monotonicSeconds(), processCPUSeconds())
         let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
         model.parameters.zeroGradients()
         let loss = try model.forward(tokens)
@@ -141,7 +143,7 @@ public final class Trainer {
         let norm = try model.syncGradients()
         let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)
         optimizer.update(model.parameters, learningRate: lr, gradientScale: optimizer.clipScale(globalNorm: norm))
-        var totals = [loss.crossEntropy, loss.aux]
+        var totals = [loss.crossEntropy, loss.aux, processCPUSeconds() - cpuStart]
         try world.allReduce(&totals, .sum)
         var load = loss.expertLoad.map { Int64($0) }
         try world.allReduce(&load, .sum)
@@ -150,7 +152,7 @@ public final class Trainer {
         return StepReport(
             step: optimizer.step, loss: totals[0] / Double(world.size), aux_loss: totals[1] / Double(world.size), lr: lr,
             grad_norm: norm, tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3,
-            gemm_ms: times[1] * 1e3, expert_load: load.map { Int($0) }, eval_loss: nil)
+            gemm_ms: times[1] * 1e3, cpu_ms: totals[2] * 1e3, expert_load: load.map { Int($0) }, eval_loss: nil)
     }
 
     /// Mean cross-entropy over the held-out sequences (the same ones every time). Collective.

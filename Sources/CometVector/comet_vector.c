@@ -58,3 +58,15 @@ void comet_swiglu_backward(const float *gate, const float *up, const float *dh, 
         dup[j] = dh[j] * g * s;
     }
 }
+
+// The element-wise square root has no errno path, so the loop vectorises (v >= 0).
+void comet_adamw_update(float *restrict w, float *restrict m, float *restrict v, const float *restrict g, long n,
+                        float gradient_scale, float b1, float b2, float c1, float c2, float lr, float epsilon,
+                        float decay) {
+    for (long i = 0; i < n; i++) {
+        float gradient = g[i] * gradient_scale;
+        m[i] = b1 * m[i] + (1.0f - b1) * gradient;
+        v[i] = b2 * v[i] + (1.0f - b2) * gradient * gradient;
+        w[i] -= lr * (m[i] / c1) / (__builtin_elementwise_sqrt(v[i] / c2) + epsilon) + decay * w[i];
+    }
+}

@@ -39,6 +39,26 @@ struct E2EBench: RankCommand {
         let speedup: Double
         let moe_comm_ms: Double
         let moe_gemm_ms: Double
+        /// CPU milliseconds of all ranks per step.
+        let cpu_ms: Double
+        /// cpu_ms over what the nodes' cores could run in step_ms.
+        let cpu_use: Double
+    }
+
+    /// The fastest step any schedule could reach with sequential's work: all of the
+    /// link time hidden, and no more CPU than sequential's on the nodes' cores.
+    struct Bound: Encodable {
+        let step_ms: Double
+        let speedup: Double
+        /// Link time of the busiest links per step (what there is to hide).
+        let link_ms: Double
+        let cores: Int
+    }
+
+    struct JSON: Encodable {
+        let link: LinkModel
+        let schedules: [Row]
+        let bound: Bound?
     }
 
     func run(on context: RankContext) throws {
@@ -51,13 +71,17 @@ struct E2EBench: RankCommand {
             config.steps = max(config.steps, warmup + iterations + 3)
             return try Trainer(config: config, dataPath: nil, groups: groups, link: .native, runDirectory: nil, resume: nil)
         }
-        // Calibrate on sequential: MoE GEMM time per step and the busiest pair's bytes.
+        // Calibrate on sequential: MoE GEMM time per step (slowest rank), and what each
+        // block's busiest link carries per pass (dispatch plus combine; a backward carries as much).
         let calibration = try trainer(.sequential)
         var gemm: [Double] = []
         for _ in 0..<3 { gemm.append(try calibration.step().gemm_ms / 1e3) }
-        let bytes = Int(try world.allReduce(Int64(calibration.model.busiestPairBytes), .max))
+        var linkBytes = calibration.model.busiestLinkBytes.map { Int64($0) }
+        try world.allReduce(&linkBytes, .max)
         let model: LinkModel = link == .native ? .native
-            : .balanced(gemmSeconds: gemm.sorted()[1], busiestPairBytes: bytes, exchanges: 4 * base.layers)
+            : .balanced(gemmSeconds: gemm.sorted()[1], busiestLinkBytes: 2 * Int(linkBytes.reduce(0, +)), transfers: 4 * base.layers)
+        let linkMS = linkBytes.reduce(0) { $0 + 2 * model.passTime(busiestLinkBytes: Int($1)) } * 1e3
+        let cores = try world.coreCount()
         let trainers = try schedule.map { try trainer($0) }
         for trainer in trainers { trainer.model.useLink(model) }
 
@@ -79,22 +103,38 @@ struct E2EBench: RankCommand {
         guard world.rank == 0 else { return }
         let tokens = Double(base.globalBatch * base.sequenceLength)
         let medians = samples.map { reports in
-            (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)), gemm: median(reports.map(\.gemm_ms)))
+            (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)),
+             gemm: median(reports.map(\.gemm_ms)), cpu: median(reports.map(\.cpu_ms)))
         }
-        let sequential = schedule.firstIndex(of: .sequential).map { medians[$0].step }
+        let sequential = schedule.firstIndex(of: .sequential).map { medians[$0] }
         let rows = zip(schedule, medians).map { kind, m in
             Row(schedule: kind.rawValue, step_ms: m.step * 1e3, tokens_per_s: tokens / m.step,
-                speedup: sequential.map { $0 / m.step } ?? .nan, moe_comm_ms: m.comm, moe_gemm_ms: m.gemm)
+                speedup: sequential.map { $0.step / m.step } ?? .nan, moe_comm_ms: m.comm, moe_gemm_ms: m.gemm,
+                cpu_ms: m.cpu, cpu_use: m.cpu / (m.step * 1e3 * Double(cores)))
+        }
+        let bound = sequential.map { s in
+            let stepMS = max(s.step * 1e3 - linkMS, s.cpu / Double(cores))
+            return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, cores: cores)
         }
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print("link: \(model)")
-        print("medians of \(iterations) steps after \(warmup) warm-up steps:")
-        print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms")
+        print("medians of \(iterations) steps after \(warmup) warm-up steps; CPU: all ranks, use: of \(cores) cores")
+        print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms   CPU ms  CPU use")
         for row in rows {
-            print(padded(row.schedule, 12) + String(format: "  %7.1f  %9.0f  %6.2fx  %11.1f  %11.1f",
-                                                    row.step_ms, row.tokens_per_s, row.speedup, row.moe_comm_ms, row.moe_gemm_ms))
+            print(padded(row.schedule, 12) + String(format: "  %7.1f  %9.0f  %6.2fx  %11.1f  %11.1f  %7.1f  %6.0f%%",
+                                                    row.step_ms, row.tokens_per_s, row.speedup, row.moe_comm_ms,
+                                                    row.moe_gemm_ms, row.cpu_ms, 100 * row.cpu_use))
         }
-        if let json { try writeJSON(rows, to: json) }
+        if let bound {
+            print(String(format: """
+                bound for any schedule (the busiest links' %.1f ms per step all hidden, sequential's CPU on %d cores): \
+                %.1f ms per step, %.2fx
+                """, bound.link_ms, bound.cores, bound.step_ms, bound.speedup))
+            if let comet = rows.first(where: { $0.schedule == "comet" }) {
+                print(String(format: "comet reaches %.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
+            }
+        }
+        if let json { try writeJSON(JSON(link: model, schedules: rows, bound: bound), to: json) }
     }
 }

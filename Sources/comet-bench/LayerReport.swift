@@ -84,9 +84,9 @@ struct LayerReport {
     var tileRows: Int { options.tileRows(for: link) }
 
     /// How fast any schedule could be with sequential's link time and CPU work: each
-    /// pass takes at least its transfers (half of sequential's communication, the
-    /// same bytes cross the links in both passes) and at least its remaining work
-    /// (sequential's pass time less its transfers), whichever is longer.
+    /// pass takes at least what its busiest link carries (its dispatch and its
+    /// combine, on the link model) and at least its remaining work (sequential's pass
+    /// time less that), whichever is longer.
     struct Bound: Encodable {
         let forward_ms: Double
         let backward_ms: Double
@@ -96,8 +96,8 @@ struct LayerReport {
 
     var bound: Bound? {
         guard let sequential = rows.first(where: { $0.schedule == "sequential" }) else { return nil }
-        let link = sequential.comm_ms / 2
-        let forward = max(link, sequential.forward_ms - link), backward = max(link, sequential.backward_ms - link)
+        let linkMS = link.passTime(busiestLinkBytes: calibration.busiestLinkBytes) * 1e3
+        let forward = max(linkMS, sequential.forward_ms - linkMS), backward = max(linkMS, sequential.backward_ms - linkMS)
         return Bound(forward_ms: forward, backward_ms: backward, speedup: sequential.total_ms / (forward + backward),
                      hidden_fraction: (sequential.total_ms - forward - backward) / sequential.comm_ms)
     }
@@ -122,7 +122,7 @@ struct LayerReport {
         }
         if let bound {
             Swift.print(String(format: """
-                bound for any schedule (sequential's link time and work, perfectly overlapped): %.1f ms forward + %.1f ms \
+                bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f ms forward + %.1f ms \
                 backward, %.2fx, hiding %.0f%%
                 """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
             if let comet = rows.first(where: { $0.schedule == "comet" }) {

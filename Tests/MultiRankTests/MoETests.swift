@@ -189,3 +189,30 @@ final class SweepTests: XCTestCase {
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("sweep.json"))) as? [Any])
     }
 }
+
+/// `comet-bench e2e`: every schedule trains the same configuration in one run, and the
+/// report holds their throughputs, their CPU use and the bound any schedule has.
+final class E2EBenchTests: XCTestCase {
+    func testE2EReportsEverySchedule() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("config.json"), json = directory.appendingPathComponent("e2e.json")
+        try Data(#"{"modelWidth": 32, "expertWidth": 48, "sequenceLength": 16, "globalBatch": 4, "experts": 4}"#.utf8).write(to: config)
+        let job = try MPIJob.run(ranks: 2, "comet-bench", [
+            "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--json", json.path,
+        ])
+        XCTAssertEqual(job.status, 0, job.transcript)
+        XCTAssertTrue(job.stdout.contains("bound for any schedule"), job.transcript)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        let rows = report["schedules"] as! [[String: Any]]
+        XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet"])
+        for row in rows {
+            XCTAssertGreaterThan(row["tokens_per_s"] as! Double, 0)
+            XCTAssertGreaterThan(row["cpu_ms"] as! Double, 0)
+        }
+        let bound = report["bound"] as! [String: Any]
+        XCTAssertGreaterThanOrEqual(bound["speedup"] as! Double, 1)
+        XCTAssertGreaterThan(bound["link_ms"] as! Double, 0)
+    }
+}
