@@ -16,8 +16,9 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
         (self.commThreads, self.gemmThreads, self.tileRows, self.blockColumns) = (commThreads, gemmThreads, tileRows, blockColumns)
     }
 
-    /// What comet uses when nothing is tuned: one thread of each, 64-row tiles, 128-column blocks.
-    public static let fixedDefault = WorkloadSplit(commThreads: 1, gemmThreads: 1, tileRows: 64, blockColumns: 128)
+    /// What comet uses when nothing is tuned: one thread of each, 64-row tiles, 256-column blocks.
+    public static let fixedDefault = WorkloadSplit(commThreads: 1, gemmThreads: 1, tileRows: ScheduleOptions.emulatedTileRows,
+                                                   blockColumns: ScheduleOptions.emulatedBlockColumns)
 
     /// The candidates `comet-bench tune` profiles: thread splits within `threads`
     /// threads per rank, tiles of 32 to 256 rows, blocks of 64 to 256 columns.
