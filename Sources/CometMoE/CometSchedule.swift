@@ -1,5 +1,6 @@
 import CometKernels
 import CometMPI
+import Synchronization
 
 /// Comet's fine-grained schedule (MLSys 2025), on CPU ranks.
 ///
@@ -27,8 +28,21 @@ import CometMPI
 /// of dispatch is a combine (column blocks of dx pushed home and summed); dW1
 /// fills the tail behind the last block.
 public final class CometSchedule: MoESchedule {
-    public let name = "comet"
+    /// How layer1 (GEMM2 and the combine) is cut.
+    public enum Layer1: Sendable {
+        /// As in the paper: once all of layer0 is done, column blocks over every row,
+        /// each pushed home and top-k-reduced there while the next block computes.
+        case columns
+        /// Right after a landed row group's GEMM1, its GEMM2 over every column, pushed
+        /// home at once; the home reduces when every rank's rows are in. The combine
+        /// then queues right behind the dispatch on each link, and layer1's GEMMs
+        /// spread over layer0's, at the price of a reduce that is not overlapped.
+        case rows
+    }
+
+    public var name: String { layer1 == .columns ? "comet" : "comet-rows" }
     let options: ScheduleOptions
+    let layer1: Layer1
     let window: SymmetricWindow
     let buffers: ExpertBuffers
     let layout: WindowLayout
@@ -39,8 +53,12 @@ public final class CometSchedule: MoESchedule {
     private var blockUses: [Int]
 
     /// Allocates the window on `group`. Collective.
-    public init(config: MoEConfig, options: ScheduleOptions, group: Communicator, tensorParallel: Int = 1, forcePutGet: Bool) throws {
+    public init(
+        config: MoEConfig, options: ScheduleOptions, layer1: Layer1 = .columns, group: Communicator, tensorParallel: Int = 1,
+        forcePutGet: Bool
+    ) throws {
         self.options = options
+        self.layer1 = layer1
         modelWidth = config.modelWidth
         buffers = ExpertBuffers(modelWidth: config.modelWidth, hiddenWidth: config.hiddenWidth, activation: config.activation)
         layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: config.modelWidth,
@@ -122,8 +140,10 @@ public final class CometSchedule: MoESchedule {
         let plan = call.plan, timeline = call.timeline, window = self.window, phase = self.phase
         let (ranks, me, timeout) = (plan.ranks, plan.rank, call.group.waitTimeout)
         let (commThreads, gemmThreads, emulated) = (options.commThreads, options.gemmThreads, !call.link.model.isNative)
+        let byRows = layer1 == .rows
         let tileRows = options.tileRows(for: call.link.model)
-        let blocks = options.columnBlocks(for: call.link.model, modelWidth: modelWidth)
+        // By rows, layer1 is one "block" of every column: its flags and stamps say when all rows are home.
+        let blocks = byRows ? [0..<modelWidth] : options.columnBlocks(for: call.link.model, modelWidth: modelWidth)
         for block in blocks.indices { blockUses[block] += 1 }
         let arrivals = blocks.indices.map { UInt64(blockUses[$0] * ranks) }
         let order = (0..<ranks).map { (me + $0) % ranks }  // own rank first, then rank+1, ...
@@ -131,9 +151,49 @@ public final class CometSchedule: MoESchedule {
         let board = LandingBoard(rowTasks, emulated: emulated), maxGEMMRows = 8 * tileRows
         let tilesOf = Dictionary(grouping: rowTasks, by: \.source)
         let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
+        let taskStarting = Dictionary(uniqueKeysWithValues: rowTasks.indices.map { (rowTasks[$0].rows.lowerBound, $0) })
+        let computed = TaskMarks(count: rowTasks.count)
         let rowsDone = ThreadFlag(), layer0Done = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
-        let returned = returnRows, layout = self.layout
+        let returned = returnRows, layout = self.layout, allColumns = 0..<modelWidth
+
+        /// Pushes `columns` of the results of `tiles` (all from `home`) home in one transfer;
+        /// returns when it arrives there.
+        @Sendable func push(_ tiles: [RowTile], to home: Int, columns: Range<Int>, thread: Int, _ label: String) throws -> Double {
+            let start = monotonicSeconds()
+            for tile in tiles {
+                try window.putRows(
+                    results.base + tile.rows.lowerBound * results.rowStride + columns.lowerBound,
+                    rows: tile.rows.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4, toRank: home,
+                    offset: layout.returnOffset(region: plan.returnSlot(from: me), row: tile.sourceRow, column: columns.lowerBound),
+                    targetStride: layout.rowBytes)
+            }
+            let bytes = tiles.reduce(0) { $0 + $1.rows.count } * columns.count * 4
+            let arrival = call.link.book(bytes: bytes, peer: home, isSelf: home == me)
+            timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()), label,
+                                    ["half": "layer1", "peer": "\(home)", "columns": "\(columns)", "bytes": "\(bytes)"])
+            return arrival
+        }
+        /// Tells `home` that this rank's push of `block` is complete and arrives at `arrival`.
+        @Sendable func announce(block: Int, to home: Int, arrival: Double) throws {
+            var arrival = arrival
+            try window.put(&arrival, byteCount: 8, toRank: home, offset: layout.stampOffset(block: block, source: me))
+            try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
+        }
+        /// When every rank's push of `block` is here, on the link's clock; infinity while some are missing.
+        @Sendable func homeTime(block: Int) throws -> Double {
+            guard try window.flag(layout.arrivedFlag(block: block)) >= arrivals[block] else { return .infinity }
+            guard emulated else { return 0 }
+            return (0..<ranks).map {
+                window.localData.load(fromByteOffset: layout.stampOffset(block: block, source: $0), as: Double.self)
+            }.max() ?? 0
+        }
+        @Sendable func reduceBlock(_ block: Int, thread: Int) {
+            timeline.record(.local, thread: thread, "top-k reduce block \(block)",
+                            ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
+                reduce(returned, blocks[block])
+            }
+        }
 
         try runThreads(commThreads + gemmThreads) { index in
             let thread = index + 1  // timeline track; 0 is the rank's main thread
@@ -154,85 +214,104 @@ public final class CometSchedule: MoESchedule {
                     published.insert(source)
                     return true
                 }
-                while !pending.isEmpty || !silent.isEmpty {
-                    let seen = window.localDoorbell?.value ?? 0
+                // By rows: the tiles to push home as their rows are computed, and per home the
+                // pushes left and the latest arrival.
+                var unpushed = byRows ? pending : []
+                var pushesLeft = Dictionary(grouping: unpushed, by: { rowTasks[$0].source }).mapValues(\.count)
+                var latest = [Int: Double]()
+                var reduced = !byRows || index != 0
+                /// Pulls every tile whose source has published; true if it did anything.
+                func pullPublished() throws -> Bool {
+                    var progress = false
                     for source in silent where try hasPublished(source) {
                         try window.addToFlag(layout.pulledFlag, 1, onRank: source)
+                        if byRows { try announce(block: 0, to: source, arrival: 0) }
                         silent.remove(source)
+                        progress = true
                     }
-                    guard let position = try pending.firstIndex(where: { try hasPublished(rowTasks[$0].source) }) else {
-                        if pending.isEmpty && silent.isEmpty { break }
-                        let waitStart = monotonicSeconds()
-                        let late = Set(pending.map { rowTasks[$0].source }).union(silent).subtracting(published).sorted()
-                        backoff.sleep(on: window.localDoorbell, seen: seen,
-                                      "waited \(timeout) s for ranks \(late) to publish their rows of phase \(phase)")
-                        timeline.recordWait(thread: thread, since: waitStart, "wait for ranks \(late) to publish")
+                    while let position = try pending.firstIndex(where: { try hasPublished(rowTasks[$0].source) }) {
+                        let task = pending.remove(at: position), tile = rowTasks[task]
+                        let start = monotonicSeconds()
+                        try window.get(into: received.base + tile.rows.lowerBound * received.rowStride,
+                                       byteCount: tile.rows.count * layout.rowBytes, fromRank: tile.source,
+                                       offset: layout.sendOffset(row: tile.sourceRow))
+                        if lastTile[tile.source] == task { try window.addToFlag(layout.pulledFlag, 1, onRank: tile.source) }
+                        let arrival = call.link.book(bytes: tile.rows.count * layout.rowBytes, peer: tile.source, isSelf: tile.source == me)
+                        timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
+                                                "pull \(tile.rows.count) rows from rank \(tile.source)",
+                                                ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)",
+                                                 "rows": "\(tile.rows)", "bytes": "\(tile.rows.count * layout.rowBytes)"])
+                        board.land(task: task, arrival: arrival)
+                        progress = true
+                    }
+                    return progress
+                }
+                /// By rows: pushes home every computed tile; true if it did anything.
+                func pushComputed() throws -> Bool {
+                    let ready = unpushed.filter { computed.isMarked($0) }
+                    unpushed.removeAll { ready.contains($0) }  // those marked now, not later ones
+                    for task in ready {
+                        let tile = rowTasks[task], home = tile.source
+                        let arrival = try push([tile], to: home, columns: allColumns, thread: thread,
+                                               "push \(tile.rows.count) rows to rank \(home)")
+                        latest[home] = max(latest[home] ?? 0, arrival)
+                        pushesLeft[home]! -= 1
+                        if pushesLeft[home] == 0 { try announce(block: 0, to: home, arrival: latest[home]!) }
+                    }
+                    return !ready.isEmpty
+                }
+
+                while !pending.isEmpty || !silent.isEmpty || !unpushed.isEmpty || !reduced {
+                    let seen = window.localDoorbell?.value ?? 0
+                    var progress = try pullPublished()
+                    if byRows { progress = try pushComputed() || progress }
+                    var wakeTime = Double.infinity
+                    if !reduced, pending.isEmpty, silent.isEmpty, unpushed.isEmpty {
+                        let homeAt = try homeTime(block: 0)
+                        if homeAt <= monotonicSeconds() {
+                            reduceBlock(0, thread: thread)
+                            (reduced, progress) = (true, true)
+                        } else {
+                            wakeTime = homeAt
+                        }
+                    }
+                    if progress {
+                        backoff = Backoff(timeout: timeout)
                         continue
                     }
-                    let task = pending.remove(at: position), tile = rowTasks[task]
-                    let start = monotonicSeconds()
-                    try window.get(into: received.base + tile.rows.lowerBound * received.rowStride,
-                                   byteCount: tile.rows.count * layout.rowBytes, fromRank: tile.source,
-                                   offset: layout.sendOffset(row: tile.sourceRow))
-                    if lastTile[tile.source] == task { try window.addToFlag(layout.pulledFlag, 1, onRank: tile.source) }
-                    let arrival = call.link.book(bytes: tile.rows.count * layout.rowBytes, peer: tile.source, isSelf: tile.source == me)
-                    timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
-                                            "pull \(tile.rows.count) rows from rank \(tile.source)",
-                                            ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)",
-                                             "rows": "\(tile.rows)", "bytes": "\(tile.rows.count * layout.rowBytes)"])
-                    board.land(task: task, arrival: arrival)
-                    backoff = Backoff(timeout: timeout)
+                    let waitStart = monotonicSeconds()
+                    let late = Set(pending.map { rowTasks[$0].source }).union(silent).subtracting(published).sorted()
+                    let what = !late.isEmpty ? "ranks \(late) to publish" : !unpushed.isEmpty ? "rows to compute" : "rows to come home"
+                    backoff.sleep(on: window.localDoorbell, seen: seen, wakeTime: wakeTime,
+                                  "waited \(timeout) s in phase \(phase) for \(what)")
+                    timeline.recordWait(thread: thread, since: waitStart, "wait for \(what)")
                 }
+                guard !byRows else { return }
                 // Every source has published this phase before any block is pushed.
                 layer0Done.add(1)
                 layer0Done.wait(toReach: commThreads, timeout: timeout, "the other communicator threads' pulls (phase \(phase))")
                 // layer1: push this thread's blocks as they finish; reduce those that have come home.
                 let mine = blocks.indices.filter { $0 % commThreads == index }
-                var pushed = 0, reduced = 0
+                var pushed = 0, reducedBlocks = 0
                 backoff = Backoff(timeout: timeout)
-                while reduced < mine.count {
+                while reducedBlocks < mine.count {
                     let seen = window.localDoorbell?.value ?? 0
                     if pushed < mine.count, try window.flag(layout.computedFlag(block: mine[pushed])) >= UInt64(phase) {
                         let block = mine[pushed], columns = blocks[block]
                         for home in order.dropFirst() + [me] {
-                            let start = monotonicSeconds()
-                            for tile in tilesOf[home] ?? [] {
-                                try window.putRows(
-                                    results.base + tile.rows.lowerBound * results.rowStride + columns.lowerBound,
-                                    rows: tile.rows.count, rowBytes: columns.count * 4, sourceStride: results.rowStride * 4,
-                                    toRank: home,
-                                    offset: layout.returnOffset(region: plan.returnSlot(from: me), row: tile.sourceRow, column: columns.lowerBound),
-                                    targetStride: layout.rowBytes)
-                            }
-                            let bytes = plan.receiveCount(source: home) * columns.count * 4
-                            var arrival = call.link.book(bytes: bytes, peer: home, isSelf: home == me)
-                            try window.put(&arrival, byteCount: 8, toRank: home, offset: layout.stampOffset(block: block, source: me))
-                            try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
-                            timeline.recordTransfer(thread: thread, start: start, end: max(arrival, monotonicSeconds()),
-                                                    "push block \(block), \(bytes) B to rank \(home)",
-                                                    ["half": "layer1", "peer": "\(home)", "block": "\(block)",
-                                                     "columns": "\(columns)", "bytes": "\(bytes)"])
+                            let arrival = try push(tilesOf[home] ?? [], to: home, columns: columns, thread: thread,
+                                                   "push block \(block) to rank \(home)")
+                            try announce(block: block, to: home, arrival: arrival)
                         }
                         pushed += 1
                         backoff = Backoff(timeout: timeout)
                         continue
                     }
                     // When every rank's push of the next block to reduce is here, on the link's clock.
-                    var homeAt = Double.infinity
-                    if try window.flag(layout.arrivedFlag(block: mine[reduced])) >= arrivals[mine[reduced]] {
-                        homeAt = emulated
-                            ? (0..<ranks).map {
-                                window.localData.load(fromByteOffset: layout.stampOffset(block: mine[reduced], source: $0), as: Double.self)
-                            }.max() ?? 0
-                            : 0
-                    }
+                    let homeAt = try homeTime(block: mine[reducedBlocks])
                     if homeAt <= monotonicSeconds() {
-                        let block = mine[reduced]
-                        timeline.record(.local, thread: thread, "top-k reduce block \(block)",
-                                        ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
-                            reduce(returned, blocks[block])
-                        }
-                        reduced += 1
+                        reduceBlock(mine[reducedBlocks], thread: thread)
+                        reducedBlocks += 1
                         backoff = Backoff(timeout: timeout)
                     } else {
                         // Sleep until a block is computed or pushed here, or the next one's pushes land.
@@ -240,30 +319,45 @@ public final class CometSchedule: MoESchedule {
                         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for a block to finish or come home") }
                         backoff.sleep(on: window.localDoorbell, seen: seen, wakeTime: homeAt,
                                       "waited \(timeout) s in phase \(phase) for block \(mine[min(pushed, mine.count - 1)]) "
-                                        + "to be computed or block \(mine[reduced]) to come home from every rank")
+                                        + "to be computed or block \(mine[reducedBlocks]) to come home from every rank")
                     }
                 }
             } else {
                 let worker = thread
-                // layer0: whatever rows have arrived, own rank's first, up to 4 tiles at once.
+                // layer0: whatever rows have arrived, own rank's first, up to 8 tiles at once; by rows,
+                // layer1 of those rows too, which the communicator threads then push home.
                 while let work = board.take(maxRows: maxGEMMRows, timeout: timeout, phase: phase, timeline: timeline, thread: worker) {
                     let sources = work.sources.map(String.init).joined(separator: ",")
                     timeline.recordGEMM(thread: worker, "rows \(work.rows) from ranks \(sources), expert \(work.expert)",
                                         ["half": "layer0", "peers": sources, "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                         rowTile(call.experts, work.expert, work.rows)
                     }
+                    if byRows {
+                        timeline.recordGEMM(thread: worker, "rows \(work.rows), expert \(work.expert)",
+                                            ["half": "layer1", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
+                            columnBlock(call.experts, work.expert, work.rows, allColumns)
+                        }
+                        var row = work.rows.lowerBound
+                        while row < work.rows.upperBound, let task = taskStarting[row] {
+                            computed.mark(task)
+                            row = rowTasks[task].rows.upperBound
+                        }
+                        window.localDoorbell?.ring()
+                    }
                     rowsDone.add(work.rows.count)
                 }
-                let waitStart = monotonicSeconds()
-                rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
-                timeline.recordWait(thread: worker, since: waitStart, "wait for the other GEMM threads' rows")
-                // layer1: column blocks across all local experts.
-                while let block = blockCounter.take() {
-                    timeline.recordGEMM(thread: worker, "column block \(block)",
-                                        ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
-                        (0..<plan.expertsPerRank).reduce(0) { $0 + columnBlock(call.experts, $1, plan.expertRows($1), blocks[block]) }
+                if !byRows {
+                    let waitStart = monotonicSeconds()
+                    rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
+                    timeline.recordWait(thread: worker, since: waitStart, "wait for the other GEMM threads' rows")
+                    // layer1: column blocks across all local experts.
+                    while let block = blockCounter.take() {
+                        timeline.recordGEMM(thread: worker, "column block \(block)",
+                                            ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
+                            (0..<plan.expertsPerRank).reduce(0) { $0 + columnBlock(call.experts, $1, plan.expertRows($1), blocks[block]) }
+                        }
+                        try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
                     }
-                    try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
                 }
                 while let task = tailCounter.take() {
                     timeline.recordGEMM(thread: worker, "weight gradient", ["half": "tail"]) { tail[task](call.experts) }
@@ -271,6 +365,14 @@ public final class CometSchedule: MoESchedule {
             }
         }
     }
+}
+
+/// Which layer0 tiles' rows the GEMM threads have finished (by-rows layer1).
+final class TaskMarks: Sendable {
+    private let marks: Mutex<[Bool]>
+    init(count: Int) { marks = Mutex([Bool](repeating: false, count: count)) }
+    func mark(_ task: Int) { marks.withLock { $0[task] = true } }
+    func isMarked(_ task: Int) -> Bool { marks.withLock { $0[task] } }
 }
 
 /// A layer0 GEMM tile: rows of one source for one expert.

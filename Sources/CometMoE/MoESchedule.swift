@@ -16,7 +16,7 @@ public struct LayerCall: @unchecked Sendable {
 /// layer that the three baselines differ in (Megatron's token dispatcher plus
 /// the experts' loop). Schedules are swappable behind this interface.
 public protocol MoESchedule: AnyObject {
-    /// "sequential", "chunked" or "comet".
+    /// "sequential", "chunked", "comet" or "comet-rows".
     var name: String { get }
 
     /// y [T, N] = sum_j w_tj FFN_e(t,j)(x_t) for x [T, N]; keeps what `backward` needs.

@@ -6,8 +6,12 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
     case sequential
     /// Tutel / FasterMoE: tokens in chunks, transfers of one chunk overlap GEMMs of another.
     case chunked
-    /// Comet: tile-level overlap through symmetric windows and ready flags.
+    /// Comet: tile-level overlap through symmetric windows and ready flags, layer1
+    /// in column blocks as in the paper.
     case comet
+    /// Comet with layer1 in rows: each landed row group's GEMM2 right after its
+    /// GEMM1, pushed home at once (see `CometSchedule.Layer1`).
+    case cometRows = "comet-rows"
 
     /// A new schedule of this kind for the layer's `group` of EP x `tensorParallel`
     /// ranks (collective for comet, which allocates its window).
@@ -19,8 +23,9 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
         switch self {
         case .sequential: return SequentialSchedule(config: shard, options: options)
         case .chunked: return ChunkedSchedule(config: shard, options: options)
-        case .comet:
-            return try CometSchedule(config: shard, options: options, group: group, tensorParallel: tensorParallel, forcePutGet: forcePutGet)
+        case .comet, .cometRows:
+            return try CometSchedule(config: shard, options: options, layer1: self == .comet ? .columns : .rows, group: group,
+                                     tensorParallel: tensorParallel, forcePutGet: forcePutGet)
         }
     }
 }

@@ -83,7 +83,7 @@ func layoutTensorParallelSizes(_ list: String, ranks: Int, config: MoEConfig) th
 
 /// The layer benchmark's settings, shared by `layer` and `sweep`.
 struct LayerBenchOptions: ParsableArguments {
-    @Option(help: "Schedules to run (repeatable; default all three).") var schedule: [ScheduleKind] = ScheduleKind.allCases
+    @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
     @Option(help: "Chunk counts for the chunked schedule, comma-separated.") var chunks = "2,4,8"
     @Option(help: ArgumentHelp(
         "Also run comet with the workload split adaptive assignment chooses: from this tuning table (comet-bench tune), "

@@ -125,8 +125,8 @@ struct LayerReport {
                 bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f ms forward + %.1f ms \
                 backward, %.2fx, hiding %.0f%%
                 """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
-            if let comet = rows.first(where: { $0.schedule == "comet" }) {
-                Swift.print(String(format: "comet reaches %.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
+            for comet in rows where comet.schedule.hasPrefix("comet") {
+                Swift.print("\(comet.schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
             }
         }
         if let tracing {

@@ -15,7 +15,7 @@ final class MoETests: XCTestCase {
     ) throws {
         try expectPass(
             ranks: ranks, ["moe", "--tp", "\(tp)", "--routing", routing, "--top-k", "\(topK)", "--wait-timeout", "60"] + flags,
-            "moe: passed on \(ranks) ranks (EP=\(ranks / tp) x TP=\(tp)), schedules sequential,chunked,comet, "
+            "moe: passed on \(ranks) ranks (EP=\(ranks / tp) x TP=\(tp)), schedules sequential,chunked,comet,comet-rows, "
                 + "routing \(routing), top-k \(topK),",
             file: file, line: line)
     }
@@ -184,7 +184,7 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(job.status, 0, job.transcript)
         let csv = try String(contentsOf: directory.appendingPathComponent("sweep.csv"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(csv.first, "axis,point,schedule,total_ms,speedup,hidden_fraction")
-        XCTAssertEqual(csv.count, 1 + 5 * 3, "5 imbalance points x 3 schedules")
+        XCTAssertEqual(csv.count, 1 + 5 * 4, "5 imbalance points x 4 schedules")
         XCTAssertTrue(XMLParser(contentsOf: directory.appendingPathComponent("sweep-imbalance.svg"))?.parse() == true)
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("sweep.json"))) as? [Any])
     }
@@ -206,7 +206,7 @@ final class E2EBenchTests: XCTestCase {
         XCTAssertTrue(job.stdout.contains("bound for any schedule"), job.transcript)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
         let rows = report["schedules"] as! [[String: Any]]
-        XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet"])
+        XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet", "comet-rows"])
         for row in rows {
             XCTAssertGreaterThan(row["tokens_per_s"] as! Double, 0)
             XCTAssertGreaterThan(row["cpu_ms"] as! Double, 0)

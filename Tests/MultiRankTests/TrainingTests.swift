@@ -105,6 +105,7 @@ final class TrainingTests: XCTestCase {
             (8, "chunked", []), (8, "comet", ["--ep", "4", "--dp", "2"]),
             (2, "comet", ["--tp", "2"]), (4, "sequential", ["--ep", "2", "--tp", "2"]), (8, "chunked", ["--ep", "2", "--tp", "4"]),
             (8, "comet", ["--ep", "1", "--tp", "8"]), (8, "comet", ["--ep", "2", "--tp", "2", "--dp", "2"]),
+            (8, "comet-rows", []), (4, "comet-rows", ["--ep", "2", "--tp", "2"]),
         ]
         for (ranks, schedule, layout) in runs {
             let run = directory.appendingPathComponent("\(ranks)-\(schedule)-\(layout.joined())")
