@@ -22,6 +22,8 @@ import Synchronization
 ///   threads *push* each finished block straight into the home ranks' windows and
 ///   raise their flags, and top-k-reduce the blocks that arrive home, while the
 ///   GEMM threads go on with the next block. Only the last block is exposed.
+///   With `Layer1.rows` (the `comet-rows` schedule) layer1 runs per landed row
+///   group instead, and its rows are pushed home as soon as they are computed.
 ///
 /// Backward runs the dual patterns: the backward of combine is a dispatch (pull
 /// w * dy; row tiles of dGEMM2, the activation and dW2 as rows land), the backward
