@@ -25,7 +25,7 @@ struct CometTrain: RankCommand {
     @Option(help: "Continue from the checkpoint in this run directory.") var resume: String?
     @Option(help: "Training steps (overrides the configuration).") var steps: Int?
     @Option(help: "Stop after this step, with a checkpoint, as if interrupted (continue with --resume).") var stopAfter: Int?
-    @Option(help: "sequential, chunked or comet (overrides the configuration).") var schedule: ScheduleKind?
+    @Option(help: "sequential, chunked, comet or comet-rows (overrides the configuration).") var schedule: ScheduleKind?
     @Option(help: ArgumentHelp(
         "comet's threads, tiles and blocks from this tuning table (comet-bench tune), or 'model' for the cost model.",
         discussion: "Without it comet uses the configuration's scheduleOptions. The choice and its reason are printed."))
