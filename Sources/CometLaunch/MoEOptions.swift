@@ -30,7 +30,7 @@ public struct ScheduleFlags: ParsableArguments {
     @Option(help: "GEMM threads per rank.") public var gemmThreads = 1
     @Option(help: "Rows per layer0 transfer tile (comet; default: by link, 64, or whole segments on a native link).")
     public var tileRows: Int?
-    @Option(help: "Columns per layer1 column block (comet; default: by link, 128, or one block on a native link).")
+    @Option(help: "Columns per layer1 column block (comet; default: by link, 256, or one block on a native link).")
     public var blockColumns: Int?
     @Flag(help: "Use MPI_Put/MPI_Get windows even on one node (comet).") public var forcePutGet = false
 

@@ -221,7 +221,7 @@ public final class CometSchedule: MoESchedule {
                 var unpushed = byRows ? pending : []
                 var pushesLeft = Dictionary(grouping: unpushed, by: { rowTasks[$0].source }).mapValues(\.count)
                 var latest = [Int: Double]()
-                var reduced = !byRows || index != 0
+                var reducePending = byRows && index == 0
                 /// Pulls every tile whose source has published; true if it did anything.
                 func pullPublished() throws -> Bool {
                     var progress = false
@@ -250,8 +250,10 @@ public final class CometSchedule: MoESchedule {
                 }
                 /// By rows: pushes home every computed tile; true if it did anything.
                 func pushComputed() throws -> Bool {
-                    let ready = unpushed.filter { computed.isMarked($0) }
-                    unpushed.removeAll { ready.contains($0) }  // those marked now, not later ones
+                    // Those marked now, in pull order; tiles marked meanwhile wait for the next pass.
+                    let marked = computed.marked(among: unpushed)
+                    let ready = unpushed.filter { marked.contains($0) }
+                    unpushed.removeAll { marked.contains($0) }
                     for task in ready {
                         let tile = rowTasks[task], home = tile.source
                         let arrival = try push([tile], to: home, columns: allColumns, thread: thread,
@@ -263,16 +265,16 @@ public final class CometSchedule: MoESchedule {
                     return !ready.isEmpty
                 }
 
-                while !pending.isEmpty || !silent.isEmpty || !unpushed.isEmpty || !reduced {
+                while !pending.isEmpty || !silent.isEmpty || !unpushed.isEmpty || reducePending {
                     let seen = window.localDoorbell?.value ?? 0
                     var progress = try pullPublished()
                     if byRows { progress = try pushComputed() || progress }
                     var wakeTime = Double.infinity
-                    if !reduced, pending.isEmpty, silent.isEmpty, unpushed.isEmpty {
+                    if reducePending, pending.isEmpty, silent.isEmpty, unpushed.isEmpty {
                         let homeAt = try homeTime(block: 0)
                         if homeAt <= monotonicSeconds() {
                             reduceBlock(0, thread: thread)
-                            (reduced, progress) = (true, true)
+                            (reducePending, progress) = (false, true)
                         } else {
                             wakeTime = homeAt
                         }
@@ -339,19 +341,24 @@ public final class CometSchedule: MoESchedule {
                                             ["half": "layer1", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                             columnBlock(call.experts, work.expert, work.rows, allColumns)
                         }
-                        var row = work.rows.lowerBound
+                        // The board hands out whole adjacent tiles, so the rows start and end on tiles.
+                        var tasks: [Int] = [], row = work.rows.lowerBound
                         while row < work.rows.upperBound, let task = taskStarting[row] {
-                            computed.mark(task)
+                            tasks.append(task)
                             row = rowTasks[task].rows.upperBound
                         }
+                        precondition(row == work.rows.upperBound, "rows \(work.rows) do not end on a tile")
+                        computed.mark(tasks)
                         window.localDoorbell?.ring()
                     }
                     rowsDone.add(work.rows.count)
                 }
+                // Every row's layer0 (and by rows, layer1) is done before the column blocks
+                // or the tail read all of an expert's rows.
+                let waitStart = monotonicSeconds()
+                rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
+                timeline.recordWait(thread: worker, since: waitStart, "wait for the other GEMM threads' rows")
                 if !byRows {
-                    let waitStart = monotonicSeconds()
-                    rowsDone.wait(toReach: plan.receivedRows, timeout: timeout, "the other GEMM threads' rows")
-                    timeline.recordWait(thread: worker, since: waitStart, "wait for the other GEMM threads' rows")
                     // layer1: column blocks across all local experts.
                     while let block = blockCounter.take() {
                         timeline.recordGEMM(thread: worker, "column block \(block)",
@@ -373,8 +380,9 @@ public final class CometSchedule: MoESchedule {
 final class TaskMarks: Sendable {
     private let marks: Mutex<[Bool]>
     init(count: Int) { marks = Mutex([Bool](repeating: false, count: count)) }
-    func mark(_ task: Int) { marks.withLock { $0[task] = true } }
-    func isMarked(_ task: Int) -> Bool { marks.withLock { $0[task] } }
+    func mark(_ tasks: [Int]) { marks.withLock { for task in tasks { $0[task] = true } } }
+    /// Those of `tasks` that are marked.
+    func marked(among tasks: [Int]) -> Set<Int> { marks.withLock { marks in Set(tasks.filter { marks[$0] }) } }
 }
 
 /// A layer0 GEMM tile: rows of one source for one expert.

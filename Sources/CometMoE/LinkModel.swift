@@ -28,20 +28,23 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     /// Latency used by `balanced`.
     public static let balancedLatency = 20e-6
 
-    /// A link on which the busiest links' `bytes`, moved in `transfers` transfers (a
-    /// dispatch and a combine per pass), last `gemmSeconds`: communication then takes
-    /// as long as the GEMMs, the paper's regime (communication was 47% of forward
-    /// time in Megatron).
-    public static func balanced(gemmSeconds: Double, busiestLinkBytes bytes: Int, transfers: Int) -> LinkModel {
-        let seconds = max(gemmSeconds - Double(transfers) * balancedLatency, 1e-6)
-        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / seconds)
+    /// A link on which `exchanges` exchanges of the busiest rank pair's `bytes`
+    /// together last `gemmSeconds`: communication then takes as long as the GEMMs,
+    /// the paper's regime (communication was 47% of forward time in Megatron).
+    ///
+    /// Every pass makes two exchanges (dispatch and combine), and both land on the
+    /// same queue of `LinkClock`: comet books its pulls from a peer and its pushes
+    /// back to it on one link, and an all-to-all waits for max(sent, received) on
+    /// each. So the busiest pair's bytes, twice per pass, are what the busiest link
+    /// carries under any routing.
+    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int, exchanges: Int) -> LinkModel {
+        let transfer = max(gemmSeconds / Double(exchanges) - balancedLatency, 1e-6)
+        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
     }
 
-    /// Seconds the busiest link needs for one pass that carries `bytes` (a dispatch
-    /// and a combine, two transfers).
-    public func passTime(busiestLinkBytes bytes: Int) -> Double {
-        isNative ? 0 : 2 * latency + Double(bytes) / bandwidth
-    }
+    /// Seconds the busiest link needs for one pass: a dispatch and a combine of the
+    /// busiest rank pair's `bytes` (see `balanced`).
+    public func passTime(busiestPairBytes bytes: Int) -> Double { 2 * transferTime(bytes: bytes) }
 
     /// Seconds the link needs for `bytes` (0 for nothing sent).
     public func transferTime(bytes: Int) -> Double {

@@ -13,7 +13,7 @@ public struct LayerCall: @unchecked Sendable {
 }
 
 /// How rows move between ranks and when the expert GEMMs run: the part of the
-/// layer that the three baselines differ in (Megatron's token dispatcher plus
+/// layer that the schedules differ in (Megatron's token dispatcher plus
 /// the experts' loop). Schedules are swappable behind this interface.
 public protocol MoESchedule: AnyObject {
     /// "sequential", "chunked", "comet" or "comet-rows".

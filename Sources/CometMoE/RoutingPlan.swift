@@ -153,10 +153,9 @@ public struct RoutingPlan: Sendable {
     /// The region of partial results that `rank`'s pushes land in at home: [TP x T k] rows, one region per TP index.
     public func returnSlot(from rank: Int) -> Int { rank % tensorParallel }
 
-    /// Rows the busiest link out of this rank carries in one pass: its dispatch to a
-    /// peer plus its combine back to that peer of the rows the peer sent here.
-    public var busiestLinkRows: Int {
-        (0..<ranks).filter { $0 != rank }.map { sendRange(destination: $0).count + receiveCount(source: $0) }.max() ?? 0
+    /// Rows of the busiest exchange between this rank and another, in either direction.
+    public var busiestPairRows: Int {
+        (0..<ranks).filter { $0 != rank }.map { max(sendRange(destination: $0).count, receiveCount(source: $0)) }.max() ?? 0
     }
 
     /// Rows this rank receives from `source`, all experts together.

@@ -79,10 +79,10 @@ public final class MoETransformer {
         for layer in moe { layer.useLink(link) }
     }
 
-    /// Per block: bytes the busiest link out of this rank carried in its last forward
-    /// (dispatch plus combine); a backward carries as many.
-    public var busiestLinkBytes: [Int] {
-        moe.map { ($0.lastPlan?.busiestLinkRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride }
+    /// Per block: bytes of the busiest rank pair's exchange (either direction) in its
+    /// last forward; a backward exchanges as many.
+    public var busiestPairBytes: [Int] {
+        moe.map { ($0.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride }
     }
 
     /// What one forward pass measured on this rank.

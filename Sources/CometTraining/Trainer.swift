@@ -32,8 +32,9 @@ public final class Trainer {
         /// Seconds of the step in MoE communication and expert GEMMs (slowest rank).
         public let comm_ms: Double
         public let gemm_ms: Double
-        /// CPU milliseconds all ranks' processes (every thread) ran during the step, summed.
-        public let cpu_ms: Double
+        /// CPU milliseconds all ranks' processes (every thread) ran during the step,
+        /// summed (nil in metrics written before it was recorded).
+        public let cpu_ms: Double?
         /// Tokens routed to each expert over all blocks, all ranks.
         public let expert_load: [Int]
         public var eval_loss: Double?

@@ -43,7 +43,7 @@ struct BenchSetup: ParsableArguments {
         let model: LinkModel = switch link {
         case .native: .native
         // Forward and backward: two passes, each a dispatch and a combine.
-        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestLinkBytes: 2 * calibration.busiestLinkBytes, transfers: 4)
+        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
         case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
         case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
         }
@@ -55,8 +55,8 @@ struct BenchSetup: ParsableArguments {
     struct Calibration: Codable {
         /// GEMM seconds of one forward and backward.
         let gemmSeconds: Double
-        /// Bytes the busiest link carries in one pass (dispatch plus combine).
-        let busiestLinkBytes: Int
+        /// Bytes of the busiest rank pair's exchange (either direction).
+        let busiestPairBytes: Int
         /// One rank's GEMM FLOP/s, wall clock.
         let rankFLOPs: Double
     }
@@ -70,20 +70,20 @@ struct BenchSetup: ParsableArguments {
                                                    tensorParallel: tensorParallel),
             link: .native)
         var seconds: [Double] = [], flops = 0.0
-        var linkBytes = 0
+        var bytes = 0
         for _ in 0..<3 {
             try world.barrier()
             try layer.forward(x.view, into: y.view)
             let forward = layer.timeline.all
             try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
-            linkBytes = (layer.lastPlan?.busiestLinkRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
+            bytes = (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
             let gemm = Timeline.busySeconds(.gemm, in: forward) + layer.timeline.busySeconds(.gemm)
             seconds.append(try world.allReduce(gemm, .max))
             flops = (forward + layer.timeline.all).reduce(0) { $0 + $1.flops }
         }
         let gemmSeconds = seconds.sorted()[1]
-        return Calibration(gemmSeconds: gemmSeconds,
-                           busiestLinkBytes: Int(try world.allReduce(Int64(linkBytes), .max)), rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
+        return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
+                           rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
     }
 
     /// Seconds of one forward and backward between barriers (slowest rank).

@@ -12,11 +12,11 @@ import Foundation
 struct E2EBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "e2e",
-        abstract: "Training tokens/s of comet, sequential and chunked on the same configuration in one run.",
+        abstract: "Training tokens/s of every schedule on the same configuration in one run.",
         discussion: """
             Every schedule trains its own copy of the model from the same seed on the same batches. The \
-            balanced link is calibrated on sequential so that the MoE layers communicate about as long as \
-            their expert GEMMs compute.
+            balanced link is calibrated on sequential so that the busiest rank pair's exchanges in the MoE \
+            layers take as long as their expert GEMMs.
             """)
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
@@ -46,7 +46,8 @@ struct E2EBench: RankCommand {
     }
 
     /// The fastest step any schedule could reach with sequential's work: all of the
-    /// link time hidden, and no more CPU than sequential's on the nodes' cores.
+    /// link time hidden (but no shorter than it), and no less CPU than sequential's on
+    /// the nodes' cores.
     struct Bound: Encodable {
         let step_ms: Double
         let speedup: Double
@@ -71,16 +72,16 @@ struct E2EBench: RankCommand {
             config.steps = max(config.steps, warmup + iterations + 3)
             return try Trainer(config: config, dataPath: nil, groups: groups, link: .native, runDirectory: nil, resume: nil)
         }
-        // Calibrate on sequential: MoE GEMM time per step (slowest rank), and what each
-        // block's busiest link carries per pass (dispatch plus combine; a backward carries as much).
+        // Calibrate on sequential: MoE GEMM time per step (slowest rank), and each block's
+        // busiest rank pair (two exchanges per pass, two passes per step).
         let calibration = try trainer(.sequential)
         var gemm: [Double] = []
         for _ in 0..<3 { gemm.append(try calibration.step().gemm_ms / 1e3) }
-        var linkBytes = calibration.model.busiestLinkBytes.map { Int64($0) }
-        try world.allReduce(&linkBytes, .max)
+        var pairBytes = calibration.model.busiestPairBytes.map { Int64($0) }
+        try world.allReduce(&pairBytes, .max)
         let model: LinkModel = link == .native ? .native
-            : .balanced(gemmSeconds: gemm.sorted()[1], busiestLinkBytes: 2 * Int(linkBytes.reduce(0, +)), transfers: 4 * base.layers)
-        let linkMS = linkBytes.reduce(0) { $0 + 2 * model.passTime(busiestLinkBytes: Int($1)) } * 1e3
+            : .balanced(gemmSeconds: gemm.sorted()[1], busiestPairBytes: Int(pairBytes.max() ?? 0), exchanges: 4 * base.layers)
+        let linkMS = pairBytes.reduce(0) { $0 + 2 * model.passTime(busiestPairBytes: Int($1)) } * 1e3
         let cores = try world.coreCount()
         let trainers = try schedule.map { try trainer($0) }
         for trainer in trainers { trainer.model.useLink(model) }
@@ -104,7 +105,7 @@ struct E2EBench: RankCommand {
         let tokens = Double(base.globalBatch * base.sequenceLength)
         let medians = samples.map { reports in
             (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)),
-             gemm: median(reports.map(\.gemm_ms)), cpu: median(reports.map(\.cpu_ms)))
+             gemm: median(reports.map(\.gemm_ms)), cpu: median(reports.compactMap(\.cpu_ms)))
         }
         let sequential = schedule.firstIndex(of: .sequential).map { medians[$0] }
         let rows = zip(schedule, medians).map { kind, m in
@@ -113,7 +114,7 @@ struct E2EBench: RankCommand {
                 cpu_ms: m.cpu, cpu_use: m.cpu / (m.step * 1e3 * Double(cores)))
         }
         let bound = sequential.map { s in
-            let stepMS = max(s.step * 1e3 - linkMS, s.cpu / Double(cores))
+            let stepMS = max(s.step * 1e3 - linkMS, linkMS, s.cpu / Double(cores))
             return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, cores: cores)
         }
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "

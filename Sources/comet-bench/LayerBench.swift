@@ -11,10 +11,10 @@ import Foundation
 struct LayerBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "layer",
-        abstract: "Time the MoE layer under sequential, chunked and comet schedules in one run.",
+        abstract: "Time the MoE layer under the sequential, chunked, comet and comet-rows schedules in one run.",
         discussion: """
-            Links: native (no pacing), balanced (calibrated in this run so that sequential, forward plus \
-            backward, communicates about as long as it computes), h800 or l20 (the GPU cluster's ratio of communication to \
+            Links: native (no pacing), balanced (calibrated in this run so that the busiest rank pair's \
+            exchanges, forward plus backward, take as long as sequential's GEMMs), h800 or l20 (the GPU cluster's ratio of communication to \
             computation, scaled to this machine's measured GEMM speed).
             """)
 

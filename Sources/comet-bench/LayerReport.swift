@@ -84,9 +84,9 @@ struct LayerReport {
     var tileRows: Int { options.tileRows(for: link) }
 
     /// How fast any schedule could be with sequential's link time and CPU work: each
-    /// pass takes at least what its busiest link carries (its dispatch and its
-    /// combine, on the link model) and at least its remaining work (sequential's pass
-    /// time less that), whichever is longer.
+    /// pass takes at least what its busiest link carries (a dispatch and a combine of
+    /// the busiest rank pair's rows, on the link model) and at least its remaining
+    /// work (sequential's pass time less that), whichever is longer.
     struct Bound: Encodable {
         let forward_ms: Double
         let backward_ms: Double
@@ -96,7 +96,7 @@ struct LayerReport {
 
     var bound: Bound? {
         guard let sequential = rows.first(where: { $0.schedule == "sequential" }) else { return nil }
-        let linkMS = link.passTime(busiestLinkBytes: calibration.busiestLinkBytes) * 1e3
+        let linkMS = link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3
         let forward = max(linkMS, sequential.forward_ms - linkMS), backward = max(linkMS, sequential.backward_ms - linkMS)
         return Bound(forward_ms: forward, backward_ms: backward, speedup: sequential.total_ms / (forward + backward),
                      hidden_fraction: (sequential.total_ms - forward - backward) / sequential.comm_ms)

@@ -15,7 +15,7 @@ struct MoECheck: RankCommand {
         case balanced, skewed, oneExpert = "one-expert"
     }
 
-    @Option(help: "Schedules to check: sequential, chunked, comet (repeatable; default all).")
+    @Option(help: "Schedules to check: sequential, chunked, comet, comet-rows (repeatable; default all).")
     var schedule: [ScheduleKind] = ScheduleKind.allCases
     @Option var tokens = 48
     @Option var modelWidth = 40
@@ -61,6 +61,8 @@ struct MoECheck: RankCommand {
         let counts = (0..<world.size).map { silentRank && $0 == world.size - 1 ? 0 : tokens }
         let xs = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 1000 + UInt64($0)) }
         let dys = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 2000 + UInt64($0)) }
+        let earlierXs = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 3000 + UInt64($0)) }
+        let earlierDys = counts.enumerated().map { random(rows: $1, columns: modelWidth, seed: 4000 + UInt64($0)) }
         let reference = ReferenceLayer(config: config, router: Router(config: config))
         steer(reference.router)
         let ys = reference.forward(xs.map(\.view))
@@ -76,11 +78,12 @@ struct MoECheck: RankCommand {
             steer(layer.router)
             if stallRank && me == world.size - 1 { try stall(layer, xs[me]) }
             let y = Matrix(rows: counts[me], columns: modelWidth), dx = Matrix(rows: counts[me], columns: modelWidth)
-            // Twice, so that the second call reuses every buffer and flag.
-            for _ in 0..<2 {
+            // Twice, so that the second call reuses every buffer and flag; the first on other
+            // tokens, so that rows a schedule failed to recompute would show in the check.
+            for (x, dy) in [(earlierXs[me], earlierDys[me]), (xs[me], dys[me])] {
                 layer.zeroGradients()
-                try layer.forward(xs[me].view, into: y.view)
-                try layer.backward(dys[me].view, auxLossGradient: 0.1, into: dx.view)
+                try layer.forward(x.view, into: y.view)
+                try layer.backward(dy.view, auxLossGradient: 0.1, into: dx.view)
             }
             var gate = layer.router.gateGradient.elements
             try world.allReduce(&gate, .sum)

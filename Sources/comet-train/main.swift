@@ -54,7 +54,10 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print(String(decoding: try config.json(), as: UTF8.self)) }
             return
         }
-        if let tuning, config.schedule == .comet {
+        if tuning != nil, config.schedule != .comet {
+            throw UsageError("--tuning chooses the split of the paper's comet; it needs --schedule comet, not \(config.schedule.rawValue)")
+        }
+        if let tuning {
             let tp = groups.layout.tensorParallel
             let moe = config.moe(tokensPerRank: config.sequencesPerRank(ranks: world.size) * config.sequenceLength)
             let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: .native,

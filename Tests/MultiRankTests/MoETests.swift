@@ -5,7 +5,7 @@ import FoundationXML
 import XCTest
 
 /// The MoE layer on live jobs of 1 to 8 ranks: `comet-probe moe` checks every
-/// schedule (sequential, chunked, comet) against the single-process reference,
+/// schedule (sequential, chunked, comet, comet-rows) against the single-process reference,
 /// forward and backward, twice in a row. Each job takes 1 to 5 s in a debug build.
 final class MoETests: XCTestCase {
     /// `comet-probe moe` with `flags` on `ranks` ranks must pass, and say so for this routing and top-k.
@@ -104,9 +104,9 @@ final class MoETests: XCTestCase {
     /// rank never runs the comet schedule, so the others wait for it inside the
     /// schedule (not in a collective) until their 2 s deadline aborts the job.
     func testStalledRankEndsInADeadlineReport() throws {
-        for path in [[], ["--force-put-get"]] {
+        for (schedule, path) in [("comet", []), ("comet", ["--force-put-get"]), ("comet-rows", [])] {
             let job = try MPIJob.run(
-                ranks: 4, "comet-probe", ["moe", "--schedule", "comet", "--stall-rank", "--wait-timeout", "2"] + path,
+                ranks: 4, "comet-probe", ["moe", "--schedule", schedule, "--stall-rank", "--wait-timeout", "2"] + path,
                 timeout: 90)
             XCTAssertFalse(job.timedOut, "the job hung: \(job.transcript)")
             XCTAssertNotEqual(job.status, 0, job.transcript)
