@@ -153,7 +153,6 @@ public final class CometSchedule: MoESchedule {
         let board = LandingBoard(rowTasks, emulated: emulated), maxGEMMRows = 8 * tileRows
         let tilesOf = Dictionary(grouping: rowTasks, by: \.source)
         let lastTile = Dictionary(rowTasks.indices.map { (rowTasks[$0].source, $0) }, uniquingKeysWith: max)
-        let taskStarting = Dictionary(uniqueKeysWithValues: rowTasks.indices.map { (rowTasks[$0].rows.lowerBound, $0) })
         let computed = TaskMarks(count: rowTasks.count)
         let rowsDone = ThreadFlag(), layer0Done = ThreadFlag()
         let blockCounter = TaskCounter(count: blocks.count), tailCounter = TaskCounter(count: tail.count)
@@ -341,14 +340,7 @@ public final class CometSchedule: MoESchedule {
                                             ["half": "layer1", "expert": "\(work.expert)", "rows": "\(work.rows)"]) {
                             columnBlock(call.experts, work.expert, work.rows, allColumns)
                         }
-                        // The board hands out whole adjacent tiles, so the rows start and end on tiles.
-                        var tasks: [Int] = [], row = work.rows.lowerBound
-                        while row < work.rows.upperBound, let task = taskStarting[row] {
-                            tasks.append(task)
-                            row = rowTasks[task].rows.upperBound
-                        }
-                        precondition(row == work.rows.upperBound, "rows \(work.rows) do not end on a tile")
-                        computed.mark(tasks)
+                        computed.mark(work.tasks)
                         window.localDoorbell?.ring()
                     }
                     rowsDone.add(work.rows.count)

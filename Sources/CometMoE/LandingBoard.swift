@@ -14,6 +14,8 @@ import Synchronization
 /// accumulate) never depend on timing and training is bit-identical run to run.
 final class LandingBoard: Sendable {
     struct Tile {
+        /// Its index in pull order.
+        let task: Int
         let source: Int
         let expert: Int
         /// Rows in the receive buffer.
@@ -36,7 +38,7 @@ final class LandingBoard: Sendable {
         let byRow = tasks.indices.sorted { tasks[$0].rows.lowerBound < tasks[$1].rows.lowerBound }
         var position = [Int](repeating: 0, count: tasks.count)
         for (index, task) in byRow.enumerated() { position[task] = index }
-        tiles = Mutex(byRow.map { Tile(source: tasks[$0].source, expert: tasks[$0].expert, rows: tasks[$0].rows) })
+        tiles = Mutex(byRow.map { Tile(task: $0, source: tasks[$0].source, expert: tasks[$0].expert, rows: tasks[$0].rows) })
         self.position = position
         self.emulated = emulated
     }
@@ -51,14 +53,14 @@ final class LandingBoard: Sendable {
     /// earliest-pulled landed tile), waiting until some have arrived; nil once every
     /// row has been taken. The wait, if any, is recorded on `timeline` for `thread`.
     func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int)
-        -> (sources: [Int], expert: Int, rows: Range<Int>)?
+        -> (tasks: [Int], sources: [Int], expert: Int, rows: Range<Int>)?
     {
         let waitStart = monotonicSeconds()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         while true {
             let seen = landings.current
             let now = monotonicSeconds()
-            enum Step { case work([Int], Int, Range<Int>), done, wait(until: Double?) }
+            enum Step { case work([Int], [Int], Int, Range<Int>), done, wait(until: Double?) }
             let step: Step = tiles.withLock { all in
                 func usable(_ index: Int) -> Bool {
                     guard !all[index].taken, let arrival = all[index].arrival else { return false }
@@ -75,11 +77,11 @@ final class LandingBoard: Sendable {
                     last += 1
                 }
                 for index in first...last { all[index].taken = true }
-                return .work(Array(Set(all[first...last].map(\.source))).sorted(), all[first].expert,
+                return .work(all[first...last].map(\.task), Array(Set(all[first...last].map(\.source))).sorted(), all[first].expert,
                              all[first].rows.lowerBound..<all[last].rows.upperBound)
             }
             switch step {
-            case .work(let sources, let expert, let rows): return (sources, expert, rows)
+            case .work(let tasks, let sources, let expert, let rows): return (tasks, sources, expert, rows)
             case .done: return nil
             case .wait(let until?):
                 sleep(until: min(until, now + 0.01))

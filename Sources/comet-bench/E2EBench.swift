@@ -132,9 +132,7 @@ struct E2EBench: RankCommand {
                 bound for any schedule (the busiest links' %.1f ms per step all hidden, sequential's CPU on %d cores): \
                 %.1f ms per step, %.2fx
                 """, bound.link_ms, bound.cores, bound.step_ms, bound.speedup))
-            for comet in rows where comet.schedule.hasPrefix("comet") {
-                print("\(comet.schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
-            }
+            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
         }
         if let json { try writeJSON(JSON(link: model, schedules: rows, bound: bound), to: json) }
     }

@@ -125,9 +125,7 @@ struct LayerReport {
                 bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f ms forward + %.1f ms \
                 backward, %.2fx, hiding %.0f%%
                 """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
-            for comet in rows where comet.schedule.hasPrefix("comet") {
-                Swift.print("\(comet.schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * comet.speedup / bound.speedup))
-            }
+            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
         }
         if let tracing {
             Swift.print(String(format: "comet traced %.1f ms, untraced %.1f ms (%+.1f%%): recording the timeline for traces",
@@ -150,6 +148,13 @@ extension LayerReport {
                 + padded(String(format: "%.1f", sequential), 15)
                 + rows.map { padded(String(format: "%.2fx", $0.speedup), 14) }.joined())
         }
+    }
+}
+
+/// "<schedule> reaches X% of the bound's speedup" for every comet variant among `speedups`.
+func printBoundShares(_ speedups: [(schedule: String, speedup: Double)], bound: Double) {
+    for (schedule, speedup) in speedups where schedule.hasPrefix("comet") {
+        print("\(schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * speedup / bound))
     }
 }
 
