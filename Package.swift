@@ -23,28 +23,31 @@ let package = Package(
         // Element-wise kernels (activations) that the C compiler vectorises.
         .target(name: "CometVector"),
 
-        .target(name: "CometMPI", dependencies: ["CMPI", "CometShim"]),
+        // Clocks, the timeline, worker threads and waits, and the one error type for bad input.
+        .target(name: "CometCore", dependencies: ["CometShim"]),
+        .target(name: "CometMPI", dependencies: ["CMPI", "CometShim", "CometCore"]),
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim", "CometVector"]),
-        .target(name: "CometMoE", dependencies: ["CometMPI", "CometKernels"]),
-        .target(name: "CometTraining", dependencies: ["CometMPI", "CometKernels", "CometMoE", "CometVector"]),
-        .target(name: "CometTelemetry", dependencies: ["CometMPI", "CometMoE"]),
+        .target(name: "CometMoE", dependencies: ["CometCore", "CometMPI", "CometKernels"]),
+        .target(name: "CometTraining", dependencies: ["CometCore", "CometMPI", "CometKernels", "CometMoE", "CometVector"]),
+        .target(name: "CometTelemetry", dependencies: ["CometCore", "CometMPI"]),
         .target(
             name: "CometLaunch",
             dependencies: [
-                "CometMPI", "CometKernels", "CometShim", "CometMoE",
+                "CometCore", "CometMPI", "CometKernels", "CometShim", "CometMoE",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .executableTarget(name: "comet-train", dependencies: ["CometLaunch", "CometTraining", "CometShim", "CometTelemetry"]),
-        .executableTarget(name: "comet-bench", dependencies: ["CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
+        .executableTarget(name: "comet-train", dependencies: ["CometCore", "CometLaunch", "CometTraining", "CometShim", "CometTelemetry"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometCore", "CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
-        .executableTarget(name: "comet-probe", dependencies: ["CometLaunch", "CometMoE"]),
+        .executableTarget(name: "comet-probe", dependencies: ["CometCore", "CometLaunch", "CometMoE"]),
 
         .target(name: "TestSupport", dependencies: ["CometKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "CometKernelsTests", dependencies: ["CometKernels", "TestSupport"]),
         .testTarget(name: "CometMPITests", dependencies: ["CometMPI"]),
-        .testTarget(name: "CometTrainingTests", dependencies: ["CometTraining", "CometKernels", "TestSupport"]),
-        .testTarget(name: "CometMoETests", dependencies: ["CometMoE", "CometKernels", "TestSupport"]),
+        .testTarget(name: "CometTrainingTests", dependencies: ["CometCore", "CometTraining", "CometKernels", "TestSupport"]),
+        .testTarget(name: "CometCoreTests", dependencies: ["CometCore"]),
+        .testTarget(name: "CometMoETests", dependencies: ["CometCore", "CometMoE", "CometKernels", "TestSupport"]),
         .testTarget(name: "MultiRankTests", dependencies: ["TestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometMPI
 import CometShim
@@ -6,13 +7,6 @@ import CometShim
 #if canImport(Glibc)
 import Glibc
 #endif
-
-
-/// A user-facing mistake found the same way on every rank.
-public struct UsageError: UniformError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
 
 /// What a rank knows once the runtime is up.
 public struct RankContext: Sendable {
@@ -29,7 +23,7 @@ public protocol RankCommand: ParsableCommand {
 
 extension RankCommand {
     public func run() throws {
-        throw UsageError("\(Self._commandName) runs through Launch.main")
+        throw InputError("\(Self._commandName) runs through Launch.main")
     }
 }
 
@@ -79,7 +73,7 @@ public enum Launch {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            MPIRuntime.abortJob("\(error)")
+            Job.abort("\(error)")
         }
     }
 

@@ -1,11 +1,6 @@
+import CometCore
 import CometKernels
 import CometMPI
-
-/// A self-check that failed; raised on every rank alike.
-public struct SelfCheckFailure: UniformError {
-    public let description: String
-    public init(description: String) { self.description = description }
-}
 
 /// Checks of the runtime that `comet-train` and the test driver run on a live job.
 public enum SelfCheck {
@@ -45,7 +40,7 @@ public enum SelfCheck {
         try comm.barrier()
         try window.free()
         guard total == 0 else {
-            throw SelfCheckFailure(description: "window round trip on the \(window.path) path: \(total) floats arrived wrong")
+            throw InputError("window round trip on the \(window.path) path: \(total) floats arrived wrong")
         }
         return window.path
     }

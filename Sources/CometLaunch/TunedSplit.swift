@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import CometMoE
@@ -36,7 +37,7 @@ public enum TunedSplit {
         var message = [Int64(failure == nil ? 1 : 0), Int64(split.commThreads), Int64(split.gemmThreads),
                        Int64(split.tileRows), Int64(split.blockColumns)]
         try world.broadcast(&message, root: 0)
-        guard message[0] == 1 else { throw MoEConfigError(failure ?? "rank 0 could not read the tuning table") }
+        guard message[0] == 1 else { throw InputError(failure ?? "rank 0 could not read the tuning table") }
         return (WorkloadSplit(commThreads: Int(message[1]), gemmThreads: Int(message[2]), tileRows: Int(message[3]),
                               blockColumns: Int(message[4])),
                 chosen?.reason ?? "")

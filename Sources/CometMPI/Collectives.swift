@@ -1,4 +1,5 @@
 import CMPI
+import CometCore
 import CometShim
 
 /// The collectives comet needs. Each one starts the nonblocking MPI call and
@@ -158,5 +159,18 @@ extension Communicator {
             try receive.withUnsafeMutableBufferPointer { target in try reduceScatter(source, into: target, op) }
         }
         return receive
+    }
+}
+
+extension Communicator {
+    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
+    func complete(_ request: inout MPI_Request?, _ call: String) throws {
+        var backoff = Backoff(timeout: waitTimeout)
+        while true {
+            var done: Int32 = 0
+            try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
+            if done != 0 { return }
+            backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import CMPI
+import CometCore
 
 /// An MPI call that did not return `MPI_SUCCESS`, with the library's own message.
 public struct MPIError: Error, CustomStringConvertible, Sendable {
@@ -29,12 +30,6 @@ public struct MPIError: Error, CustomStringConvertible, Sendable {
 func check(_ code: Int32, _ call: @autoclosure () -> String) throws {
     if code != MPI_SUCCESS { throw MPIError(code: code, call: call()) }
 }
-
-/// An error that every rank throws alike (bad flags, a layout that does not fit the
-/// job, an invalid configuration): rank 0 alone reports it and every rank exits 1.
-/// Any other error is local to one rank, which reports it and aborts the job so
-/// that no peer is left waiting.
-public protocol UniformError: Error, CustomStringConvertible {}
 
 extension LayoutError: UniformError {}
 extension MPIRuntimeError: UniformError {}

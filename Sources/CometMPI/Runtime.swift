@@ -1,6 +1,6 @@
 import CMPI
+import CometCore
 import CometShim
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -66,39 +66,5 @@ public enum MPIRuntime {
         MPI_Get_library_version(&text, &length)
         let line = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return line.split(separator: ",").first.map(String.init) ?? line
-    }
-
-    /// This process's rank in the world, or the launcher's idea of it before `MPI_Init`.
-    public static var worldRank: Int {
-        if isActive {
-            var rank: Int32 = 0
-            MPI_Comm_rank(comet_comm_world(), &rank)
-            return Int(rank)
-        }
-        return launcherRank ?? 0
-    }
-
-    /// The rank that mpirun assigned, read from its environment (before `MPI_Init`).
-    public static var launcherRank: Int? {
-        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
-            if let value = getenv(name), let rank = Int(String(cString: value)) { return rank }
-        }
-        return nil
-    }
-
-    /// Set by the first thread that aborts the job.
-    private static let aborting = Atomic<Bool>(false)
-
-    /// Prints `report` to standard error, prefixed with this rank, and aborts every rank.
-    /// Only the first caller in a process does so (Open MPI's abort is not safe to
-    /// call from several threads at once); later callers wait for the end.
-    public static func abortJob(_ report: String, code: Int32 = 70) -> Never {
-        if aborting.exchange(true, ordering: .acquiringAndReleasing) {
-            while true { pause() }
-        }
-        let line = "comet: rank \(worldRank): \(report); aborting the job\n"
-        comet_write_stderr(line)
-        if isActive { MPI_Abort(comet_comm_world(), code) }
-        exit(code)
     }
 }

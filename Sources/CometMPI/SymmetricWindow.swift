@@ -1,4 +1,5 @@
 import CMPI
+import CometCore
 import CometShim
 
 #if canImport(Glibc)

@@ -1,8 +1,10 @@
+import CometCore
 import CometKernels
 import CometMPI
 
-/// Row exchanges through MPI all-to-all-v, paced by the link model: what the
-/// sequential and chunked schedules use to dispatch and combine.
+/// Row exchanges through MPI all-to-all-v, booked on the layer's `LinkClock` like
+/// comet's pulls and pushes: what the sequential and chunked schedules use to
+/// dispatch and combine.
 ///
 /// On the wire, rows from each source arrive *source-major* (by source, then local
 /// expert, then token); the expert side keeps them expert-major, so a dispatch
@@ -12,22 +14,28 @@ import CometMPI
 enum AllToAll {
     /// Sends send-order rows `rows` [T k, N] to their experts and leaves them in
     /// `received` [R, N], expert-major. `staging` holds at least R rows.
-    static func dispatch(_ rows: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into received: MatrixView) throws {
+    static func dispatch(
+        _ rows: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, link: LinkClock, staging: MatrixView, into received: MatrixView
+    ) throws {
         let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
         try exchange(rows, sendCounts: ranges.map(\.count), sendOffsets: ranges.map(\.lowerBound),
-                     into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, receiveOffsets: nil, call)
+                     into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, receiveOffsets: nil,
+                     call.group, link)
         reorder(plan, wire: staging, buffer: received, toBuffer: true)
     }
 
     /// Sends expert-major rows `results` [R, N] back to their home ranks, where
     /// they land in send order in `returned` [TP T k, N], each TP index's partial
     /// results in its own region.
-    static func combine(_ results: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, staging: MatrixView, into returned: MatrixView) throws {
+    static func combine(
+        _ results: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, link: LinkClock, staging: MatrixView, into returned: MatrixView
+    ) throws {
         reorder(plan, wire: staging, buffer: results, toBuffer: false)
         let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
         try exchange(staging, sendCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, sendOffsets: nil,
                      into: returned, receiveCounts: ranges.map(\.count),
-                     receiveOffsets: (0..<plan.ranks).map { plan.returnSlot(from: $0) * plan.routedRows + ranges[$0].lowerBound }, call)
+                     receiveOffsets: (0..<plan.ranks).map { plan.returnSlot(from: $0) * plan.routedRows + ranges[$0].lowerBound },
+                     call.group, link)
     }
 
     /// Copies rows between the wire's source-major order and the expert-major buffer.
@@ -48,24 +56,24 @@ enum AllToAll {
     }
 
     /// MPI_Alltoallv of whole rows (counts and offsets in rows; nil offsets: packed
-    /// in rank order), then a sleep until the link model says the slowest rank pair
-    /// has finished (in either direction).
+    /// in rank order). Each peer's rows are booked on its link as the exchange starts,
+    /// the larger direction's (the link carries both on one queue), and the exchange
+    /// ends when the last of them arrives.
     private static func exchange(
         _ send: MatrixView, sendCounts: [Int], sendOffsets: [Int]?,
-        into receive: MatrixView, receiveCounts: [Int], receiveOffsets: [Int]?, _ call: LayerCall
+        into receive: MatrixView, receiveCounts: [Int], receiveOffsets: [Int]?, _ group: Communicator, _ link: LinkClock
     ) throws {
         let n = send.columns
         precondition(send.rowStride == n && receive.rowStride == n, "exchanges move whole, packed rows")
-        let start = monotonicSeconds()
-        try call.group.allToAllV(
+        let rowBytes = MemoryLayout<Float>.stride * n
+        let arrivals = (0..<group.size).map { peer in
+            link.book(bytes: max(sendCounts[peer], receiveCounts[peer]) * rowBytes, peer: peer, isSelf: peer == group.rank)
+        }
+        try group.allToAllV(
             UnsafeBufferPointer(start: send.base, count: send.rows * n),
             sendCounts: sendCounts.map { $0 * n }, sendOffsets: sendOffsets?.map { $0 * n },
             into: UnsafeMutableBufferPointer(start: receive.base, count: receive.rows * n),
             receiveCounts: receiveCounts.map { $0 * n }, receiveOffsets: receiveOffsets?.map { $0 * n })
-        let bytes = MemoryLayout<Float>.stride * n
-        let slowest = (0..<call.group.size).filter { $0 != call.group.rank }.map {
-            call.link.model.transferTime(bytes: max(sendCounts[$0], receiveCounts[$0]) * bytes)
-        }.max() ?? 0
-        sleep(until: start + slowest)
+        link.clock.wait(until: arrivals.max() ?? 0)
     }
 }

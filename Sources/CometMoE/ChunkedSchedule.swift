@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 
@@ -7,7 +8,10 @@ import CometMPI
 /// that has already arrived: dispatch(c+1) and combine(c-1) overlap GEMM(c).
 public final class ChunkedSchedule: MoESchedule {
     public let name = "chunked"
+    public var tiling: ScheduleTiling { ScheduleTiling(chunks: options.chunks) }
     let options: ScheduleOptions
+    let link: LinkClock
+    let device: Device
 
     /// One chunk's buffers, reused from call to call.
     final class ChunkBuffers: @unchecked Sendable {
@@ -41,20 +45,20 @@ public final class ChunkedSchedule: MoESchedule {
         }
 
         func call(_ whole: LayerCall) -> LayerCall {
-            LayerCall(plan: plan, routing: whole.routing, experts: whole.experts, group: whole.group, link: whole.link, timeline: whole.timeline)
+            LayerCall(plan: plan, routing: whole.routing, experts: whole.experts, group: whole.group, timeline: whole.timeline)
         }
     }
 
     private var chunks: [Chunk] = []
     private let storage: [ChunkBuffers]
 
-    public init(config: MoEConfig, options: ScheduleOptions) {
-        self.options = options
+    public init(config: MoEConfig, options: ScheduleOptions, link: LinkClock, device: Device) {
+        (self.options, self.link, self.device) = (options, link, device)
         storage = (0..<options.chunks).map { _ in ChunkBuffers(config: config) }
     }
 
     public func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws {
-        let k = call.plan.topK
+        let k = call.plan.topK, link = self.link
         chunks = try call.timeline.record(.comm, thread: 0, "chunk plans") {
             try tiles(0..<call.plan.tokens, size: (call.plan.tokens + options.chunks - 1) / options.chunks)
                 .padded(to: options.chunks)
@@ -70,7 +74,7 @@ public final class ChunkedSchedule: MoESchedule {
             call,
             send: { chunk in
                 HomeRows.pack(x.rows(chunk.tokens), chunk.plan, rows: 0..<(chunk.plan.tokens * k), into: chunk.send)
-                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), staging: chunk.wire, into: chunk.buffers.x)
+                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.buffers.x)
             },
             tasks: { chunk in
                 (0..<chunk.plan.expertsPerRank).map { expert in
@@ -82,13 +86,14 @@ public final class ChunkedSchedule: MoESchedule {
                 }
             },
             receive: { chunk in
-                try AllToAll.combine(chunk.buffers.y, chunk.plan, chunk.call(call), staging: chunk.wire, into: chunk.returned)
+                try AllToAll.combine(chunk.buffers.y, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.returned)
                 HomeRows.reduce(chunk.returned, chunk.plan, weights: chunk.weights, columns: 0..<x.columns, into: y.rows(chunk.tokens))
             })
     }
 
     public func backward(_ dy: MatrixView, _ call: LayerCall, into dx: MatrixView) throws -> [Float] {
         var weightGradients = [Float]()
+        let link = self.link
         for chunk in chunks {
             weightGradients += HomeRows.weightGradients(dy.rows(chunk.tokens), chunk.returned, chunk.plan)
         }
@@ -96,7 +101,7 @@ public final class ChunkedSchedule: MoESchedule {
             call,
             send: { chunk in
                 HomeRows.packScaled(dy.rows(chunk.tokens), chunk.plan, weights: chunk.weights, into: chunk.send)
-                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), staging: chunk.wire, into: chunk.buffers.dy)
+                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.buffers.dy)
             },
             tasks: { chunk in
                 (0..<chunk.plan.expertsPerRank).map { expert in
@@ -110,7 +115,7 @@ public final class ChunkedSchedule: MoESchedule {
                 }
             },
             receive: { chunk in
-                try AllToAll.combine(chunk.buffers.dx, chunk.plan, chunk.call(call), staging: chunk.wire, into: chunk.returned)
+                try AllToAll.combine(chunk.buffers.dx, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.returned)
                 HomeRows.reduce(chunk.returned, chunk.plan, weights: nil, columns: 0..<dy.columns, into: dx.rows(chunk.tokens))
             })
         return weightGradients
@@ -135,7 +140,7 @@ public final class ChunkedSchedule: MoESchedule {
         let work = chunks.map(tasks)
         let counters = work.map { TaskCounter(count: $0.count) }
         let finished = chunks.map { _ in ThreadFlag() }
-        try runThreads(1 + gemmThreads) { thread in
+        try device.workers.run(1 + gemmThreads) { thread in
             if thread == 0 {
                 for c in 0..<min(2, chunks.count) {
                     try timeline.record(.comm, thread: 1, "dispatch chunk \(c)") { try send(chunks[c]) }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 

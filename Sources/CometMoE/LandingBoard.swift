@@ -1,4 +1,4 @@
-import CometMPI
+import CometCore
 import Synchronization
 
 /// Layer0's rows as they land: communicator threads post each pulled tile with
@@ -31,16 +31,18 @@ final class LandingBoard: Sendable {
     /// Rung whenever a tile lands.
     private let landings = ThreadFlag()
     private let emulated: Bool
+    private let clock: any Clock
 
     /// `tasks` in pull order (`rowTileOrder`); `emulated`: the link is emulated,
-    /// so rows are usable only once their link-model arrival time has passed.
-    init(_ tasks: [RowTile], emulated: Bool) {
+    /// so rows are usable only once their link-model arrival time on `clock` has passed.
+    init(_ tasks: [RowTile], emulated: Bool, clock: any Clock) {
         let byRow = tasks.indices.sorted { tasks[$0].rows.lowerBound < tasks[$1].rows.lowerBound }
         var position = [Int](repeating: 0, count: tasks.count)
         for (index, task) in byRow.enumerated() { position[task] = index }
         tiles = Mutex(byRow.map { Tile(task: $0, source: tasks[$0].source, expert: tasks[$0].expert, rows: tasks[$0].rows) })
         self.position = position
         self.emulated = emulated
+        self.clock = clock
     }
 
     /// Posts that the rows of task `task` have landed, usable from `arrival`.
@@ -52,15 +54,13 @@ final class LandingBoard: Sendable {
     /// The next rows to compute (at most `maxRows` of one expert, starting with the
     /// earliest-pulled landed tile), waiting until some have arrived; nil once every
     /// row has been taken. The wait, if any, is recorded on `timeline` for `thread`.
-    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int)
-        -> (tasks: [Int], sources: [Int], expert: Int, rows: Range<Int>)?
-    {
-        let waitStart = monotonicSeconds()
+    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int) -> LandedRows? {
+        let waitStart = clock.now()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         while true {
             let seen = landings.current
-            let now = monotonicSeconds()
-            enum Step { case work([Int], [Int], Int, Range<Int>), done, wait(until: Double?) }
+            let now = clock.now()
+            enum Step { case work(LandedRows), done, wait(until: Double?) }
             let step: Step = tiles.withLock { all in
                 func usable(_ index: Int) -> Bool {
                     guard !all[index].taken, let arrival = all[index].arrival else { return false }
@@ -77,17 +77,39 @@ final class LandingBoard: Sendable {
                     last += 1
                 }
                 for index in first...last { all[index].taken = true }
-                return .work(all[first...last].map(\.task), Array(Set(all[first...last].map(\.source))).sorted(), all[first].expert,
-                             all[first].rows.lowerBound..<all[last].rows.upperBound)
+                return .work(LandedRows(tasks: all[first...last].map(\.task), sources: Array(Set(all[first...last].map(\.source))).sorted(),
+                                        expert: all[first].expert, rows: all[first].rows.lowerBound..<all[last].rows.upperBound))
             }
             switch step {
-            case .work(let tasks, let sources, let expert, let rows): return (tasks, sources, expert, rows)
+            case .work(let rows): return rows
             case .done: return nil
             case .wait(let until?):
-                sleep(until: min(until, now + 0.01))
+                sleepHost(seconds: min(clock.delay(until: until), 0.01))
             case .wait(nil):
                 landings.wait(toReach: seen + 1, timeout: timeout, "a tile of rows to land (phase \(phase))")
             }
         }
     }
+}
+
+/// Rows a GEMM thread took from the board: landed tiles of one expert, adjacent in
+/// the receive buffer.
+struct LandedRows {
+    /// The tiles' tasks (indices in pull order).
+    let tasks: [Int]
+    /// Their source ranks.
+    let sources: [Int]
+    let expert: Int
+    /// Rows in the receive buffer.
+    let rows: Range<Int>
+}
+
+/// Which layer0 tiles' rows the GEMM threads have finished (comet-rows, whose
+/// communicator threads push them home as soon as they are).
+final class TaskMarks: Sendable {
+    private let marks: Mutex<[Bool]>
+    init(count: Int) { marks = Mutex([Bool](repeating: false, count: count)) }
+    func mark(_ tasks: [Int]) { marks.withLock { for task in tasks { $0[task] = true } } }
+    /// Those of `tasks` that are marked.
+    func marked(among tasks: [Int]) -> Set<Int> { marks.withLock { marks in Set(tasks.filter { marks[$0] }) } }
 }

@@ -1,4 +1,4 @@
-import CometMPI
+import CometCore
 import Foundation
 import Synchronization
 
@@ -86,21 +86,25 @@ public struct DevicePreset: Sendable {
     }
 }
 
-/// When each of this rank's links is free again. A transfer on a busy link
-/// queues behind the one before it; transfers on different links overlap.
+/// When each of this rank's links is free again, on the rank's clock. A transfer
+/// on a busy link queues behind the one before it; transfers on different links
+/// overlap. Both directions between two ranks share one queue: comet's pulls from
+/// a peer and its pushes back to it, and an all-to-all's rows each way.
 public final class LinkClock: Sendable {
     public let model: LinkModel
+    public let clock: any Clock
     private let busyUntil: Mutex<[Double]>
 
-    public init(model: LinkModel, ranks: Int) {
+    public init(model: LinkModel, ranks: Int, clock: any Clock) {
         self.model = model
+        self.clock = clock
         busyUntil = Mutex([Double](repeating: 0, count: ranks))
     }
 
     /// Books `bytes` on the link to or from `peer` starting now; returns when they
     /// arrive. Transfers to oneself are free.
     public func book(bytes: Int, peer: Int, isSelf: Bool) -> Double {
-        let now = monotonicSeconds()
+        let now = clock.now()
         guard !isSelf, !model.isNative, bytes > 0 else { return now }
         return busyUntil.withLock { busy in
             let start = max(now, busy[peer])
@@ -108,13 +112,4 @@ public final class LinkClock: Sendable {
             return start + model.latency + Double(bytes) / model.bandwidth
         }
     }
-}
-
-/// Sleeps (no CPU) until the monotonic clock reads `time`.
-public func sleep(until time: Double) {
-    let remaining = time - monotonicSeconds()
-    guard remaining > 0 else { return }
-    var request = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - floor(remaining)) * 1e9))
-    var left = timespec()
-    while nanosleep(&request, &left) != 0 { request = left }
 }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 
@@ -40,21 +41,15 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public func validate(expertParallel: Int, tensorParallel: Int = 1) throws {
         for (name, value) in [("tokens per rank", tokensPerRank), ("N (model width)", modelWidth),
                               ("K (hidden width)", hiddenWidth), ("E (experts)", experts), ("top-k", topK)] where value < 1 {
-            throw MoEConfigError("\(name) must be at least 1, got \(value)")
+            throw InputError("\(name) must be at least 1, got \(value)")
         }
-        if topK > experts { throw MoEConfigError("top-k (\(topK)) cannot exceed the number of experts (\(experts))") }
+        if topK > experts { throw InputError("top-k (\(topK)) cannot exceed the number of experts (\(experts))") }
         if experts % expertParallel != 0 {
-            throw MoEConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+            throw InputError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
         }
         if hiddenWidth % tensorParallel != 0 {
-            throw MoEConfigError("K (hidden width \(hiddenWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
+            throw InputError("K (hidden width \(hiddenWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
         }
-        if !(0...0.5).contains(imbalance) { throw MoEConfigError("imbalance must be between 0 and 0.5, got \(imbalance)") }
+        if !(0...0.5).contains(imbalance) { throw InputError("imbalance must be between 0 and 0.5, got \(imbalance)") }
     }
-}
-
-/// A configuration that cannot run; every rank finds it alike.
-public struct MoEConfigError: UniformError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 
@@ -15,9 +16,10 @@ public final class MoELayer {
     public let router: Router
     public let experts: Experts
     public let schedule: any MoESchedule
-    public private(set) var link: LinkClock
+    /// The emulated interconnect every transfer of this layer is booked on.
+    public let link: LinkClock
     /// What this rank's threads did during the last call.
-    public let timeline = Timeline()
+    public let timeline: Timeline
     private var saved: (x: MatrixView, call: LayerCall)?
 
     /// The routing plan of the last forward.
@@ -34,15 +36,17 @@ public final class MoELayer {
                                        shards: tensorParallel, prefix: "\(prefix)experts.")
     }
 
-    /// Builds the layer on `group` (collective when the schedule allocates windows),
-    /// with its weights in `parameters` under `prefix` (see `parameterTensors`) or
-    /// in an allocation of its own.
+    /// Builds the layer on `group` (collective when the schedule allocates windows):
+    /// a schedule of `kind` with `options`, its rows moving on `link`, running on
+    /// `device`; `forcePutGet` makes comet use MPI_Put/MPI_Get even on one node. Its
+    /// weights live in `parameters` under `prefix` (see `parameterTensors`) or in an
+    /// allocation of its own.
     public init(
-        config: MoEConfig, group: Communicator, tensorParallel: Int = 1, schedule: any MoESchedule, link: LinkModel,
-        parameters: ParameterSet? = nil, prefix: String = ""
+        config: MoEConfig, group: Communicator, tensorParallel: Int = 1, schedule kind: ScheduleKind, options: ScheduleOptions,
+        link: LinkModel, device: Device, forcePutGet: Bool = false, parameters: ParameterSet? = nil, prefix: String = ""
     ) throws {
         guard group.size % tensorParallel == 0 else {
-            throw MoEConfigError("TP=\(tensorParallel) does not divide the layer's \(group.size) ranks")
+            throw InputError("TP=\(tensorParallel) does not divide the layer's \(group.size) ranks")
         }
         try config.validate(expertParallel: group.size / tensorParallel, tensorParallel: tensorParallel)
         self.config = config
@@ -56,8 +60,10 @@ public final class MoELayer {
         experts = Experts(config: config, firstExpert: group.rank / tensorParallel * perRank, count: perRank,
                           shard: group.rank % tensorParallel, shards: tensorParallel, parameters: parameters,
                           prefix: "\(prefix)experts.")
-        self.schedule = schedule
-        self.link = LinkClock(model: link, ranks: group.size)
+        self.link = LinkClock(model: link, ranks: group.size, clock: device.clock)
+        timeline = Timeline(clock: device.clock)
+        schedule = try kind.make(config: config, options: options, link: self.link, device: device, group: group,
+                                 tensorParallel: tensorParallel, forcePutGet: forcePutGet)
     }
 
     /// y [T, N] for x [T, N]. x must stay unchanged until `backward`. Collective.
@@ -69,7 +75,7 @@ public final class MoELayer {
             try RoutingPlan(choices: routing.choices, tokens: x.rows, topK: config.topK, experts: config.experts, group: group,
                             tensorParallel: tensorParallel)
         }
-        let call = LayerCall(plan: plan, routing: routing, experts: experts, group: group, link: link, timeline: timeline)
+        let call = LayerCall(plan: plan, routing: routing, experts: experts, group: group, timeline: timeline)
         try schedule.forward(x, call, into: y)
         saved = (x, call)
         return routing
@@ -89,9 +95,6 @@ public final class MoELayer {
     /// Gives back the schedule's shared resources (comet's window); the layer is
     /// unusable afterwards. Collective: every rank releases its layers in the same order.
     public func release() throws { try schedule.release() }
-
-    /// Paces every later transfer with `model`.
-    public func useLink(_ model: LinkModel) { link = LinkClock(model: model, ranks: group.size) }
 
     /// Sets every accumulated gradient to zero.
     public func zeroGradients() {

@@ -1,14 +1,15 @@
+import CometCore
 import CometKernels
 import CometMPI
 
 /// Everything a schedule needs for one layer call; the same for every schedule.
+/// (What stays from call to call, the link and the device, it is given at construction.)
 public struct LayerCall: @unchecked Sendable {
     public let plan: RoutingPlan
     public let routing: Routing
     public let experts: Experts
     /// The expert-parallel group: the ranks that rows move between.
     public let group: Communicator
-    public let link: LinkClock
     public let timeline: Timeline
 }
 
@@ -18,6 +19,9 @@ public struct LayerCall: @unchecked Sendable {
 public protocol MoESchedule: AnyObject {
     /// "sequential", "chunked", "comet" or "comet-rows".
     var name: String { get }
+
+    /// How it cuts the layer's work, as chosen at construction (for reports).
+    var tiling: ScheduleTiling { get }
 
     /// y [T, N] = sum_j w_tj FFN_e(t,j)(x_t) for x [T, N]; keeps what `backward` needs.
     func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws
@@ -30,6 +34,29 @@ public protocol MoESchedule: AnyObject {
     /// Gives back what the schedule holds on every rank (comet's window); the
     /// schedule is unusable afterwards. Collective.
     func release() throws
+}
+
+/// How a schedule cuts a layer call's work: what it chose from its options and
+/// its link at construction.
+public struct ScheduleTiling: Sendable, Codable, Equatable, CustomStringConvertible {
+    /// Comet's layer0 transfer tiles, rows (nil: the schedule moves whole exchanges).
+    public var tileRows: Int?
+    /// Comet's layer1 column blocks (nil: not cut by columns).
+    public var columnBlocks: [Range<Int>]?
+    /// The chunked schedule's chunks.
+    public var chunks: Int?
+
+    public init(tileRows: Int? = nil, columnBlocks: [Range<Int>]? = nil, chunks: Int? = nil) {
+        (self.tileRows, self.columnBlocks, self.chunks) = (tileRows, columnBlocks, chunks)
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if let tileRows { parts.append(tileRows >= ScheduleOptions.wholeSegments ? "whole-segment tiles" : "\(tileRows)-row tiles") }
+        if let columnBlocks { parts.append("column blocks " + columnBlocks.map { "\($0.count)" }.joined(separator: "+")) }
+        if let chunks { parts.append("\(chunks) chunks") }
+        return parts.isEmpty ? "whole exchanges" : parts.joined(separator: ", ")
+    }
 }
 
 /// Threads and tile sizes of a schedule.
@@ -59,6 +86,8 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
 
     /// Tile rows that cover any segment.
     public static let wholeSegments = 1 << 20
+    /// Landed layer0 tiles one GEMM may take at once (comet), and what the cost model assumes.
+    public static let tilesPerGEMM = 8
     /// Tile rows when the link chooses them on an emulated link.
     static let emulatedTileRows = 64
     /// Block columns when the link chooses them on an emulated link. Narrower
@@ -84,16 +113,10 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
         return rampedTiles(0..<modelWidth, first: size / 4, size: size)
     }
 
-    /// The most column blocks any layer call of width `modelWidth` may use.
-    public func maxBlocks(modelWidth: Int) -> Int {
-        max(columnBlocks(for: .native, modelWidth: modelWidth).count,
-            columnBlocks(for: LinkModel(name: "any", latency: 1, bandwidth: 1), modelWidth: modelWidth).count)
-    }
-
     public func validate() throws {
         for (name, value) in [("communicator threads", commThreads), ("GEMM threads", gemmThreads),
                               ("tile rows", tileRows ?? 1), ("block columns", blockColumns ?? 1), ("chunks", chunks)] where value < 1 {
-            throw MoEConfigError("\(name) must be at least 1, got \(value)")
+            throw InputError("\(name) must be at least 1, got \(value)")
         }
     }
 }

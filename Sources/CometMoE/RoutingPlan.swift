@@ -57,12 +57,21 @@ public struct RoutingPlan: Sendable {
     /// Builds the plan from this rank's routing and exchanges counts with the
     /// group (one all-to-all of 2 E/EP integers per rank pair). Collective.
     public init(choices: [Int], tokens: Int, topK: Int, experts: Int, group: Communicator, tensorParallel: Int = 1) throws {
-        let w = group.size
+        try self.init(choices: choices, tokens: tokens, topK: topK, experts: experts, ranks: group.size, rank: group.rank,
+                      tensorParallel: tensorParallel, exchange: { try group.allToAll($0) })
+    }
+
+    /// The plan of rank `rank` of `ranks`, with `exchange` standing for the group's
+    /// all-to-all of equal blocks (one per rank, in rank order).
+    init(
+        choices: [Int], tokens: Int, topK: Int, experts: Int, ranks w: Int, rank: Int, tensorParallel: Int,
+        exchange: ([Int64]) throws -> [Int64]
+    ) rethrows {
         precondition(w % tensorParallel == 0 && experts % (w / tensorParallel) == 0 && choices.count == tokens * topK,
                      "routing does not fit the group")
         let perRank = experts / (w / tensorParallel)
         ranks = w
-        rank = group.rank
+        self.rank = rank
         self.tensorParallel = tensorParallel
         expertsPerRank = perRank
         self.topK = topK
@@ -95,7 +104,7 @@ public struct RoutingPlan: Sendable {
                 outgoing += [Int64(counts[segment]), Int64(offsets[segment])]
             }
         }
-        let incoming = try group.allToAll(outgoing)
+        let incoming = try exchange(outgoing)
         var receiveCounts = [Int](repeating: 0, count: w * perRank)
         var sourceOffsets = [Int](repeating: 0, count: w * perRank)
         for source in 0..<w {

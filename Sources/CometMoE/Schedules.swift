@@ -1,3 +1,4 @@
+import CometCore
 import CometMPI
 
 /// The schedules `--schedule` chooses from.
@@ -14,18 +15,20 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
     case cometRows = "comet-rows"
 
     /// A new schedule of this kind for the layer's `group` of EP x `tensorParallel`
-    /// ranks (collective for comet, which allocates its window).
-    public func make(
-        config: MoEConfig, options: ScheduleOptions, group: Communicator, tensorParallel: Int = 1, forcePutGet: Bool = false
+    /// ranks, moving rows on `link` and running on `device`'s threads (collective
+    /// for comet, which allocates its window).
+    func make(
+        config: MoEConfig, options: ScheduleOptions, link: LinkClock, device: Device, group: Communicator, tensorParallel: Int,
+        forcePutGet: Bool
     ) throws -> any MoESchedule {
         try options.validate()
         let shard = config.shard(tensorParallel: tensorParallel)
         switch self {
-        case .sequential: return SequentialSchedule(config: shard, options: options)
-        case .chunked: return ChunkedSchedule(config: shard, options: options)
+        case .sequential: return SequentialSchedule(config: shard, options: options, link: link, device: device)
+        case .chunked: return ChunkedSchedule(config: shard, options: options, link: link, device: device)
         case .comet, .cometRows:
-            return try CometSchedule(config: shard, options: options, layer1: self == .comet ? .columns : .rows, group: group,
-                                     tensorParallel: tensorParallel, forcePutGet: forcePutGet)
+            return try CometSchedule(config: shard, options: options, layer1: self == .comet ? .columns : .rows, link: link,
+                                     device: device, group: group, tensorParallel: tensorParallel, forcePutGet: forcePutGet)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 
@@ -5,12 +6,15 @@ import CometMPI
 /// all-to-all-v combine, one after the other with nothing overlapped.
 public final class SequentialSchedule: MoESchedule {
     public let name = "sequential"
+    public let tiling = ScheduleTiling()
     let options: ScheduleOptions
+    let link: LinkClock
+    let device: Device
     let sendRows: RowBuffer, returnedRows: RowBuffer, staging: RowBuffer
     let buffers: ExpertBuffers
 
-    public init(config: MoEConfig, options: ScheduleOptions) {
-        self.options = options
+    public init(config: MoEConfig, options: ScheduleOptions, link: LinkClock, device: Device) {
+        (self.options, self.link, self.device) = (options, link, device)
         let n = config.modelWidth
         (sendRows, returnedRows, staging) = (RowBuffer(columns: n), RowBuffer(columns: n), RowBuffer(columns: n))
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
@@ -22,11 +26,11 @@ public final class SequentialSchedule: MoESchedule {
         buffers.reserve(rows: plan.receivedRows)
         let send = sendRows.rows(rows), returned = returnedRows.rows(plan.tensorParallel * rows), wire = staging.rows(plan.receivedRows)
         timeline.record(.local, thread: 0, "pack") { HomeRows.pack(x, plan, rows: 0..<rows, into: send) }
-        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, staging: wire, into: buffers.x) }
+        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, link: link, staging: wire, into: buffers.x) }
         try runExpertTasks(call, label: "forward") { experts, expert, rows, b in
             experts.forwardUp(expert, rows: rows, b) + experts.forwardDown(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
-        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.y, plan, call, staging: wire, into: returned) }
+        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.y, plan, call, link: link, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
             HomeRows.reduce(returned, plan, weights: call.routing.weights, columns: 0..<x.columns, into: y)
         }
@@ -41,14 +45,14 @@ public final class SequentialSchedule: MoESchedule {
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)
             return gradients
         }
-        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, staging: wire, into: buffers.dy) }
+        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, link: link, staging: wire, into: buffers.dy) }
         try runExpertTasks(call, label: "backward") { experts, expert, rows, b in
             experts.backwardDown(expert, rows: rows, b) + experts.backwardUp(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
         try runExpertTasks(call, label: "weight gradients", wholeExperts: true) { experts, expert, rows, b in
             experts.accumulateDownGradient(expert, rows: rows, b) + experts.accumulateUpGradient(expert, rows: rows, b)
         }
-        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.dx, plan, call, staging: wire, into: returned) }
+        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.dx, plan, call, link: link, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
             HomeRows.reduce(returned, plan, weights: nil, columns: 0..<dy.columns, into: dx)
         }
@@ -71,7 +75,7 @@ public final class SequentialSchedule: MoESchedule {
             let rows = plan.expertRows(expert)
             return tiles(rows, size: (rows.count + parts - 1) / parts).map { (expert, $0) }
         }
-        try parallelFor(threads: options.gemmThreads, count: tasks.count) { task, thread in
+        try device.workers.parallelFor(threads: options.gemmThreads, count: tasks.count) { task, thread in
             let (expert, rows) = tasks[task]
             call.timeline.recordGEMM(thread: 1 + thread, label) { work(experts, expert, rows, buffers) }
         }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import Foundation
 
@@ -114,7 +115,7 @@ public struct TuningTable: Codable, Sendable {
         do {
             return try JSONDecoder().decode(TuningTable.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
         } catch {
-            throw MoEConfigError("the tuning table \(path) is not one comet-bench tune wrote: \(error)")
+            throw InputError("the tuning table \(path) is not one comet-bench tune wrote: \(error)")
         }
     }
 
@@ -202,8 +203,8 @@ struct CostModel {
         let blocks = Double((n + split.blockColumns - 1) / split.blockColumns)
         let first = max(1, split.blockColumns / 4)  // blocks ramp up from a quarter (`rampedTiles`)
         let wakeUps = (tiles + blocks) * 1e-3 * max(0, load - 1) / 4 / Double(split.commThreads)
-        // Layer0 GEMMs run on up to four landed tiles at once.
-        let merged = min(rows, 4 * tile)
+        // Layer0 GEMMs run on up to `tilesPerGEMM` landed tiles at once.
+        let merged = min(rows, ScheduleOptions.tilesPerGEMM * tile)
         let up = gemm(merged, upWidth, n, count: Double(rows) / Double(merged))
         let down = gemm(rows, split.blockColumns, k, count: Double(n) / Double(split.blockColumns))
         let forward = max(exchange, up) + transfer(rows: tile, columns: n) + gemm(tile, upWidth, n)

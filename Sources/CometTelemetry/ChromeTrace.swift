@@ -1,16 +1,16 @@
+import CometCore
 import CometMPI
-import CometMoE
 import Foundation
 
 /// Chrome trace-event JSON (opens in Perfetto and chrome://tracing): one process
 /// per rank, one track per thread, an event per activity.
 public enum ChromeTrace {
-    /// Seconds to add to this rank's clock to read rank 0's: after a barrier every
+    /// Seconds to add to this rank's `clock` to read rank 0's: after a barrier every
     /// rank reads its clock and rank 0 broadcasts its reading. Exact on one node
     /// (one monotonic clock); across nodes good to about a barrier's skew. Collective.
-    public static func clockOffset(_ world: Communicator) throws -> Double {
+    public static func clockOffset(_ world: Communicator, clock: any Clock) throws -> Double {
         try world.barrier()
-        let local = monotonicSeconds()
+        let local = clock.now()
         var reference = [local]
         try world.broadcast(&reference, root: 0)
         return reference[0] - local
@@ -41,11 +41,13 @@ public enum ChromeTrace {
         }
     }
 
-    /// Every rank's `activities` (grouped under `phase` names, e.g. "comet forward")
-    /// as events at rank 0, times in microseconds from the job's earliest activity on
-    /// rank 0's clock; nil on the other ranks. Collective.
-    public static func gather(_ activities: [(phase: String, activity: Activity)], world: Communicator) throws -> [Event]? {
-        let offset = try clockOffset(world)
+    /// Every rank's `activities` (grouped under `phase` names, e.g. "comet forward"),
+    /// timed on `clock`, as events at rank 0, times in microseconds from the job's
+    /// earliest activity on rank 0's clock; nil on the other ranks. Collective.
+    public static func gather(
+        _ activities: [(phase: String, activity: Activity)], world: Communicator, clock: any Clock
+    ) throws -> [Event]? {
+        let offset = try clockOffset(world, clock: clock)
         let events = activities.map { phase, a in
             Event(name: a.label.isEmpty ? a.kind.rawValue : a.label, cat: "\(a.kind.rawValue),\(phase)", ph: "X",
                   ts: (a.start + offset) * 1e6, dur: (a.end - a.start) * 1e6, pid: world.rank, tid: a.thread,

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import CometMoE
@@ -63,9 +64,9 @@ enum Checkpoint {
         do {
             file = try Safetensors.read(from: url)
         } catch let error as Safetensors.FormatError {
-            throw CheckpointError("the checkpoint \(url.path) is corrupt or truncated: \(error.description)")
+            throw InputError("the checkpoint \(url.path) is corrupt or truncated: \(error.description)")
         } catch {
-            throw CheckpointError("cannot read the checkpoint \(url.path): it does not exist or is not readable")
+            throw InputError("cannot read the checkpoint \(url.path): it does not exist or is not readable")
         }
         let parameters = model.parameters
         for entry in parameters.entries {
@@ -73,11 +74,11 @@ enum Checkpoint {
             for (tensorName, target) in [(name, parameters.values), ("optimizer.m.\(name)", optimizer.firstMoment),
                                          ("optimizer.v.\(name)", optimizer.secondMoment)] {
                 guard let tensor = file.tensors[tensorName] else {
-                    throw CheckpointError("the checkpoint \(url.path) does not match this model: it has no tensor \(tensorName)")
+                    throw InputError("the checkpoint \(url.path) does not match this model: it has no tensor \(tensorName)")
                 }
                 let shape = wholeShape(entry, tensorParallel: model.groups.layout.tensorParallel)
                 guard tensor.shape == shape, case .float32(var values) = tensor.values else {
-                    throw CheckpointError("the checkpoint \(url.path) does not match this model: \(tensorName) has shape \(tensor.shape), "
+                    throw InputError("the checkpoint \(url.path) does not match this model: \(tensorName) has shape \(tensor.shape), "
                         + "the model needs \(shape)")
                 }
                 guard shape != entry.shape else {
@@ -94,7 +95,7 @@ enum Checkpoint {
             }
         }
         guard case .int64(let step)? = file.tensors["optimizer.step"]?.values, let first = step.first else {
-            throw CheckpointError("the checkpoint \(url.path) has no optimizer.step")
+            throw InputError("the checkpoint \(url.path) has no optimizer.step")
         }
         optimizer.step = Int(first)
     }
@@ -149,10 +150,4 @@ enum Checkpoint {
     private static func expertName(_ id: Int64) -> String {
         "blocks.\(id >> 32).moe.experts.\((id & 0xFFFF_FFFF) >> 1).\(id & 1 == 1 ? "down" : "up")"
     }
-}
-
-/// A checkpoint that cannot be used; every rank finds it alike.
-public struct CheckpointError: UniformError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import Foundation
@@ -47,10 +48,10 @@ public struct ByteText: DataSource {
     /// too short for sequences of `length` tokens in both splits.
     public init(path: String, length: Int) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DataError("cannot read the data file \(path): it does not exist or is not readable")
+            throw InputError("cannot read the data file \(path): it does not exist or is not readable")
         }
         guard data.count >= 10 * (length + 1) else {
-            throw DataError("the data file \(path) has \(data.count) bytes; sequences of \(length) tokens need at least \(10 * (length + 1))")
+            throw InputError("the data file \(path) has \(data.count) bytes; sequences of \(length) tokens need at least \(10 * (length + 1))")
         }
         bytes = [UInt8](data)
     }
@@ -66,10 +67,4 @@ public struct ByteText: DataSource {
 
     public func lossFloor(length: Int) -> Double? { nil }
     public func contextFreeLoss(length: Int) -> Double? { nil }
-}
-
-/// Data that cannot be used; every rank finds it alike.
-public struct DataError: UniformError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

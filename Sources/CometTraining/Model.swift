@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import CometMoE
@@ -22,12 +23,15 @@ public final class MoETransformer {
     /// Elements of `parameters` that are replicated (the first ones).
     public let replicatedCount: Int
     /// The dense layers' work during the last forward and backward (the MoE layers keep their own).
-    public let timeline = Timeline()
+    public let timeline: Timeline
     private let buffers: Activations
 
-    /// Builds the model for `sequences` sequences per rank; collective (the MoE
-    /// layers may allocate windows).
-    public init(config: TrainConfig, vocabularySize: Int, sequences: Int, groups: ProcessGroups, link: LinkModel) throws {
+    /// Builds the model for `sequences` sequences per rank, its MoE layers' rows
+    /// moving on `link`, all of it running on `device`; collective (the MoE layers
+    /// may allocate windows).
+    public init(
+        config: TrainConfig, vocabularySize: Int, sequences: Int, groups: ProcessGroups, link: LinkModel, device: Device
+    ) throws {
         self.config = config
         self.vocabularySize = vocabularySize
         self.sequences = sequences
@@ -51,10 +55,10 @@ public final class MoETransformer {
         moe = try (0..<config.layers).map { layer in
             let tp = groups.layout.tensorParallel
             return try MoELayer(
-                config: moeConfig, group: groups.moe, tensorParallel: tp,
-                schedule: config.schedule.make(config: moeConfig, options: config.scheduleOptions, group: groups.moe, tensorParallel: tp),
-                link: link, parameters: parameters, prefix: "blocks.\(layer).moe.")
+                config: moeConfig, group: groups.moe, tensorParallel: tp, schedule: config.schedule, options: config.scheduleOptions,
+                link: link, device: device, parameters: parameters, prefix: "blocks.\(layer).moe.")
         }
+        timeline = Timeline(clock: device.clock)
         buffers = Activations(config: config, tokens: tokens, vocabularySize: v)
         initializeDenseParameters()
     }
@@ -72,11 +76,6 @@ public final class MoETransformer {
                 view.randomize(scale: entry.name.hasSuffix("proj") ? scale / Float(2 * config.layers).squareRoot() : scale, &generator)
             }
         }
-    }
-
-    /// Paces every later MoE transfer with `link`.
-    public func useLink(_ link: LinkModel) {
-        for layer in moe { layer.useLink(link) }
     }
 
     /// Per block: bytes of the busiest rank pair's exchange (either direction) in its

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import CometMoE
@@ -66,27 +67,27 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             ("checkpointEvery", checkpointEvery), ("markovSources", markovSources), ("markovTokens", markovTokens),
             ("markovSuccessors", markovSuccessors),
         ]
-        for (name, value) in positive where value < 1 { throw ConfigError("\(name) must be at least 1, got \(value)") }
-        if modelWidth % heads != 0 { throw ConfigError("modelWidth (\(modelWidth)) must be a multiple of heads (\(heads))") }
-        if topK > experts { throw ConfigError("topK (\(topK)) cannot exceed experts (\(experts))") }
+        for (name, value) in positive where value < 1 { throw InputError("\(name) must be at least 1, got \(value)") }
+        if modelWidth % heads != 0 { throw InputError("modelWidth (\(modelWidth)) must be a multiple of heads (\(heads))") }
+        if topK > experts { throw InputError("topK (\(topK)) cannot exceed experts (\(experts))") }
         if experts % expertParallel != 0 {
-            throw ConfigError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
+            throw InputError("\(experts) experts cannot be shared out evenly over \(expertParallel) expert-parallel ranks")
         }
         if expertWidth % tensorParallel != 0 {
-            throw ConfigError("expertWidth (\(expertWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
+            throw InputError("expertWidth (\(expertWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
         }
         if globalBatch % ranks != 0 {
-            throw ConfigError("globalBatch (\(globalBatch)) must be a multiple of the \(ranks) ranks")
+            throw InputError("globalBatch (\(globalBatch)) must be a multiple of the \(ranks) ranks")
         }
         if evalSequences % globalBatch != 0 {
-            throw ConfigError("evalSequences (\(evalSequences)) must be a multiple of globalBatch (\(globalBatch))")
+            throw InputError("evalSequences (\(evalSequences)) must be a multiple of globalBatch (\(globalBatch))")
         }
-        if markovSuccessors > markovTokens { throw ConfigError("markovSuccessors cannot exceed markovTokens") }
-        if !(optimizer.learningRate > 0) { throw ConfigError("learning rate must be positive, got \(optimizer.learningRate)") }
+        if markovSuccessors > markovTokens { throw InputError("markovSuccessors cannot exceed markovTokens") }
+        if !(optimizer.learningRate > 0) { throw InputError("learning rate must be positive, got \(optimizer.learningRate)") }
         if optimizer.warmupSteps < 0 || !(optimizer.gradientClip > 0) || optimizer.weightDecay < 0 {
-            throw ConfigError("warmupSteps and weightDecay must not be negative and gradientClip must be positive")
+            throw InputError("warmupSteps and weightDecay must not be negative and gradientClip must be positive")
         }
-        if !(auxLossWeight >= 0) { throw ConfigError("auxLossWeight must not be negative") }
+        if !(auxLossWeight >= 0) { throw InputError("auxLossWeight must not be negative") }
         try scheduleOptions.validate()
     }
 
@@ -94,17 +95,17 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// key or a value of the wrong type gets one clear message.
     public static func load(from path: String) throws -> TrainConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError("cannot read the configuration \(path): it does not exist or is not readable")
+            throw InputError("cannot read the configuration \(path): it does not exist or is not readable")
         }
         guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ConfigError("the configuration \(path) is not a JSON object")
+            throw InputError("the configuration \(path) is not a JSON object")
         }
         let defaults = try JSONSerialization.jsonObject(with: TrainConfig().json()) as! [String: Any]
         let merged = try merge(given, over: defaults, at: "")
         do {
             return try JSONDecoder().decode(TrainConfig.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let error as DecodingError {
-            throw ConfigError("the configuration \(path) is not valid: \(describe(error))")
+            throw InputError("the configuration \(path) is not valid: \(describe(error))")
         }
     }
 
@@ -113,7 +114,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         var result = defaults
         for (key, value) in given {
             guard let standard = defaults[key] else {
-                throw ConfigError("unknown configuration key \(prefix)\(key); known keys: \(defaults.keys.sorted().joined(separator: ", "))")
+                throw InputError("unknown configuration key \(prefix)\(key); known keys: \(defaults.keys.sorted().joined(separator: ", "))")
             }
             if let inner = value as? [String: Any], let innerDefaults = standard as? [String: Any] {
                 result[key] = try merge(inner, over: innerDefaults, at: "\(prefix)\(key).")
@@ -130,12 +131,6 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(self)
     }
-}
-
-/// A configuration that cannot run; every rank finds it alike.
-public struct ConfigError: UniformError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }
 
 private func describe(_ error: DecodingError) -> String {

@@ -1,3 +1,4 @@
+import CometCore
 import CometKernels
 import CometMPI
 import CometMoE
@@ -15,6 +16,8 @@ public final class Trainer {
     public let model: MoETransformer
     public let optimizer: AdamW
     public let groups: ProcessGroups
+    /// The device this rank plays: its worker threads and the clock every step time is read on.
+    public let device: Device
     public let runDirectory: URL?
     private let metrics: FileHandle?
     /// This rank's activities during the last step: dense layers, then every block's
@@ -56,20 +59,22 @@ public final class Trainer {
     }
 
     /// Builds everything; `data` is a text file (byte-level) or nil for the built-in
-    /// Markov language; `runDirectory` nil writes no files; `resume` a run directory
-    /// whose checkpoint to continue from. Collective.
-    public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel,
+    /// Markov language; the MoE layers' rows move on `link`; `runDirectory` nil writes
+    /// no files; `resume` a run directory whose checkpoint to continue from. Collective.
+    public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel, device: Device,
                 runDirectory: URL?, resume: URL?) throws {
         let world = groups.world
         try config.validate(ranks: world.size, expertParallel: groups.layout.expertParallel, tensorParallel: groups.layout.tensorParallel)
         self.config = config
         self.groups = groups
+        self.device = device
         self.runDirectory = runDirectory
         data = try dataPath.map { try ByteText(path: $0, length: config.sequenceLength + 1) }
             ?? MarkovLanguage(sources: config.markovSources, dataTokens: config.markovTokens,
                               successors: config.markovSuccessors, seed: config.seed)
         model = try MoETransformer(config: config, vocabularySize: data.vocabularySize,
-                                   sequences: config.sequencesPerRank(ranks: world.size), groups: groups, link: link)
+                                   sequences: config.sequencesPerRank(ranks: world.size), groups: groups, link: link,
+                                   device: device)
         optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
         if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
         if world.rank == 0, let runDirectory {
@@ -91,7 +96,7 @@ public final class Trainer {
     public func run(until stop: Int? = nil, _ progress: (StepReport) -> Void) throws -> Summary {
         let world = groups.world
         let t = config.sequenceLength
-        let start = monotonicSeconds()
+        let start = device.clock.now()
         var trained = 0
         var lastLoss = Double.nan, lastEval = Double.nan
         let last = min(stop ?? config.steps, config.steps)
@@ -109,7 +114,7 @@ public final class Trainer {
             progress(report)
         }
         if lastEval.isNaN { lastEval = try evaluate() }
-        let wall = monotonicSeconds() - start
+        let wall = device.clock.seconds(since: start)
         let floor = data.lossFloor(length: t + 1)
         let summary = Summary(
             final_train_loss: lastLoss, final_eval_loss: lastEval, entropy_floor: floor,
@@ -130,7 +135,7 @@ public final class Trainer {
     public func step() throws -> StepReport {
         let world = groups.world
         let (b, t, step) = (config.sequencesPerRank(ranks: world.size), config.sequenceLength, optimizer.step)
-        let (stepStart, cpuStart) = (monotonicSeconds(), processCPUSeconds())
+        let (stepStart, cpuStart) = (device.clock.now(), processCPUSeconds())
         let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
         model.parameters.zeroGradients()
         let loss = try model.forward(tokens)
@@ -148,7 +153,7 @@ public final class Trainer {
         try world.allReduce(&totals, .sum)
         var load = loss.expertLoad.map { Int64($0) }
         try world.allReduce(&load, .sum)
-        var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, monotonicSeconds() - stepStart]
+        var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, device.clock.seconds(since: stepStart)]
         try world.allReduce(&times, .max)
         return StepReport(
             step: optimizer.step, loss: totals[0] / Double(world.size), aux_loss: totals[1] / Double(world.size), lr: lr,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -8,10 +9,6 @@ import CometMoE
 /// the layout's TP, the link, the iterations, and how to make inputs, calibrate the
 /// link and time one forward and backward.
 struct BenchSetup: ParsableArguments {
-    enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
-        case native, balanced, h800, l20
-    }
-
     @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
@@ -25,76 +22,57 @@ struct BenchSetup: ParsableArguments {
     }
 
     /// Each rank's tokens x and output gradient dy [T, N] from the seed, and room for y and dx.
-    func inputs(_ config: MoEConfig, world: Communicator) -> (x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) {
+    func inputs(_ config: MoEConfig, world: Communicator) -> LayerInputs {
         var generator = SeededGenerator(seed: moe.seed &+ 7919 &* UInt64(world.rank + 1))
         let (t, n) = (config.tokensPerRank, config.modelWidth)
-        let (x, y, dy, dx) = (Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n))
-        x.randomize(scale: 1, &generator)
-        dy.randomize(scale: 1, &generator)
-        return (x, y, dy, dx)
+        let inputs = LayerInputs(x: Matrix(rows: t, columns: n), y: Matrix(rows: t, columns: n), dy: Matrix(rows: t, columns: n),
+                                 dx: Matrix(rows: t, columns: n))
+        inputs.x.randomize(scale: 1, &generator)
+        inputs.dy.randomize(scale: 1, &generator)
+        return inputs
     }
 
-    /// The `--link` model: balanced is calibrated in this run, the presets are scaled
-    /// to this machine's measured GEMM speed. Collective.
+    /// A layer of `kind` with `options` on the world, its rows moving on `link`. Collective.
+    func layer(
+        _ kind: ScheduleKind, _ options: ScheduleOptions, _ config: MoEConfig, world: Communicator, tensorParallel: Int,
+        link: LinkModel, device: Device
+    ) throws -> MoELayer {
+        try MoELayer(config: config, group: world, tensorParallel: tensorParallel, schedule: kind, options: options, link: link,
+                     device: device, forcePutGet: flags.forcePutGet)
+    }
+
+    /// The `--link` model and what it was calibrated on: sequential's forward and
+    /// backward on a native link (two passes, each a dispatch and a combine). Collective.
     func linkModel(
-        _ config: MoEConfig, world: Communicator, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
+        _ config: MoEConfig, world: Communicator, tensorParallel: Int, inputs: LayerInputs, device: Device
     ) throws -> (LinkModel, Calibration) {
-        let calibration = try calibrate(world, config: config, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
-        let model: LinkModel = switch link {
-        case .native: .native
-        // Forward and backward: two passes, each a dispatch and a combine.
-        case .balanced: .balanced(gemmSeconds: calibration.gemmSeconds, busiestPairBytes: calibration.busiestPairBytes, exchanges: 4)
-        case .h800: DevicePreset.h800.link(rankFLOPs: calibration.rankFLOPs)
-        case .l20: DevicePreset.l20.link(rankFLOPs: calibration.rankFLOPs)
-        }
-        return (model, calibration)
-    }
-
-    /// What the balanced link and the device presets are derived from: sequential's
-    /// forward and backward on a native link, measured on every rank (slowest rank counts).
-    struct Calibration: Codable {
-        /// GEMM seconds of one forward and backward.
-        let gemmSeconds: Double
-        /// Bytes of the busiest rank pair's exchange (either direction).
-        let busiestPairBytes: Int
-        /// One rank's GEMM FLOP/s, wall clock.
-        let rankFLOPs: Double
-    }
-
-    private func calibrate(
-        _ world: Communicator, config: MoEConfig, tensorParallel: Int, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
-    ) throws -> Calibration {
-        let layer = try MoELayer(
-            config: config, group: world, tensorParallel: tensorParallel,
-            schedule: ScheduleKind.sequential.make(config: config, options: flags.options(chunks: 1), group: world,
-                                                   tensorParallel: tensorParallel),
-            link: .native)
-        var seconds: [Double] = [], flops = 0.0
-        var bytes = 0
-        for _ in 0..<3 {
+        let layer = try self.layer(.sequential, flags.options(chunks: 1), config, world: world, tensorParallel: tensorParallel,
+                                   link: .native, device: device)
+        let calibration = try Calibration.measure(world, exchanges: 4) {
             try world.barrier()
-            try layer.forward(x.view, into: y.view)
+            try layer.forward(inputs.x.view, into: inputs.y.view)
             let forward = layer.timeline.all
-            try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
-            bytes = (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride
-            let gemm = Timeline.busySeconds(.gemm, in: forward) + layer.timeline.busySeconds(.gemm)
-            seconds.append(try world.allReduce(gemm, .max))
-            flops = (forward + layer.timeline.all).reduce(0) { $0 + $1.flops }
+            try layer.backward(inputs.dy.view, auxLossGradient: 0, into: inputs.dx.view)
+            let activities = forward + layer.timeline.all
+            return (Timeline.busySeconds(.gemm, in: activities), activities.reduce(0) { $0 + $1.flops },
+                    (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
         }
-        let gemmSeconds = seconds.sorted()[1]
-        return Calibration(gemmSeconds: gemmSeconds, busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
-                           rankFLOPs: try world.allReduce(flops, .max) / gemmSeconds)
+        return (calibration.link(link), calibration)
     }
 
-    /// Seconds of one forward and backward between barriers (slowest rank).
-    func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Double {
+    /// Seconds of one forward and backward between barriers (slowest rank), on the layer's clock.
+    func timeForwardBackward(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs) throws -> Double {
         layer.zeroGradients()
         try world.barrier()
-        let start = monotonicSeconds()
-        try layer.forward(x.view, into: y.view)
-        try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
+        let start = layer.timeline.clock.now()
+        try layer.forward(inputs.x.view, into: inputs.y.view)
+        try layer.backward(inputs.dy.view, auxLossGradient: 0.01, into: inputs.dx.view)
         try world.barrier()
-        return try world.allReduce(monotonicSeconds() - start, .max)
+        return try world.allReduce(layer.timeline.clock.seconds(since: start), .max)
     }
+}
 
+/// A layer benchmark's inputs x and dy [T, N], and its outputs y and dx.
+struct LayerInputs {
+    let x: Matrix, y: Matrix, dy: Matrix, dx: Matrix
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -21,7 +22,7 @@ struct E2EBench: RankCommand {
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
     @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
-    @Option(help: "native or balanced.") var link: LinkChoice = .balanced
+    @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
     @Option(help: "Measured steps per schedule.") var iterations = 10
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
@@ -29,8 +30,6 @@ struct E2EBench: RankCommand {
     @Option(help: "Write every schedule's last step as a Chrome trace (Perfetto, chrome://tracing).") var trace: String?
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
-
-    enum LinkChoice: String, ExpressibleByArgument { case native, balanced }
 
     struct Row: Encodable {
         let schedule: String
@@ -58,50 +57,48 @@ struct E2EBench: RankCommand {
 
     struct JSON: Encodable {
         let link: LinkModel
+        let calibration: Calibration
         let schedules: [Row]
         let bound: Bound?
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world
+        let world = context.world, device = Device(clock: WallClock())
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         let base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
-        func trainer(_ kind: ScheduleKind) throws -> Trainer {
+        func trainer(_ kind: ScheduleKind, link: LinkModel) throws -> Trainer {
             var config = base
             config.schedule = kind
             config.steps = max(config.steps, warmup + iterations + 3)
-            return try Trainer(config: config, dataPath: nil, groups: groups, link: .native, runDirectory: nil, resume: nil)
+            return try Trainer(config: config, dataPath: nil, groups: groups, link: link, device: device, runDirectory: nil, resume: nil)
         }
-        // Calibrate on sequential: MoE GEMM time per step (slowest rank), and each block's
-        // busiest rank pair (two exchanges per pass, two passes per step).
-        let calibration = try trainer(.sequential)
-        var gemm: [Double] = []
-        for _ in 0..<3 { gemm.append(try calibration.step().gemm_ms / 1e3) }
-        var pairBytes = calibration.model.busiestPairBytes.map { Int64($0) }
-        try world.allReduce(&pairBytes, .max)
-        let model: LinkModel = link == .native ? .native
-            : .balanced(gemmSeconds: gemm.sorted()[1], busiestPairBytes: Int(pairBytes.max() ?? 0), exchanges: 4 * base.layers)
-        let linkMS = pairBytes.reduce(0) { $0 + 2 * model.passTime(busiestPairBytes: Int($1)) } * 1e3
+        let (model, calibration, pairBytes) = try calibrate(base, world: world) { try trainer(.sequential, link: .native) }
+        // Per step, each block's busiest links carry two passes, each a dispatch and a combine.
+        let linkMS = pairBytes.reduce(0) { $0 + 2 * model.passTime(busiestPairBytes: $1) } * 1e3
         let cores = try world.coreCount()
-        let trainers = try schedule.map { try trainer($0) }
-        for trainer in trainers { trainer.model.useLink(model) }
-
-        var samples = [[Trainer.StepReport]](repeating: [], count: trainers.count)
-        for iteration in 0..<(warmup + iterations) {
-            for offset in trainers.indices {
-                let index = (offset + iteration) % trainers.count
-                try world.barrier()
-                let report = try trainers[index].step()
-                if iteration >= warmup { samples[index].append(report) }
-            }
+        let trainers = try schedule.map { try trainer($0, link: model) }
+        let samples = try interleavedRounds(trainers.count, warmup: warmup, rounds: iterations) { index in
+            try world.barrier()
+            return try trainers[index].step()
         }
-        if gantt != nil || trace != nil, let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world) {
+        if gantt != nil || trace != nil,
+           let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world, clock: device.clock) {
             if let trace { try ChromeTrace.write(events, to: trace) }
             if let gantt {
                 try save(Data(GanttChart.svg(events, title: "One training step per schedule, \(world.size) ranks, link \(model.name)").utf8), to: gantt)
             }
         }
         guard world.rank == 0 else { return }
+        let (rows, bound) = summarize(samples, base, linkMS: linkMS, cores: cores)
+        print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
+            + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
+        print("link: \(model)")
+        printTable(rows, bound: bound, cores: cores)
+        if let json { try writeJSON(JSON(link: model, calibration: calibration, schedules: rows, bound: bound), to: json) }
+    }
+
+    /// Each schedule's medians, and the bound any schedule has with sequential's work.
+    private func summarize(_ samples: [[Trainer.StepReport]], _ base: TrainConfig, linkMS: Double, cores: Int) -> ([Row], Bound?) {
         let tokens = Double(base.globalBatch * base.sequenceLength)
         let medians = samples.map { reports in
             (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)),
@@ -117,9 +114,10 @@ struct E2EBench: RankCommand {
             let stepMS = max(s.step * 1e3 - linkMS, linkMS, s.cpu / Double(cores))
             return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, cores: cores)
         }
-        print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
-            + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
-        print("link: \(model)")
+        return (rows, bound)
+    }
+
+    private func printTable(_ rows: [Row], bound: Bound?, cores: Int) {
         print("medians of \(iterations) steps after \(warmup) warm-up steps; CPU: all ranks, use: of \(cores) cores")
         print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms   CPU ms  CPU use")
         for row in rows {
@@ -134,6 +132,23 @@ struct E2EBench: RankCommand {
                 """, bound.link_ms, bound.cores, bound.step_ms, bound.speedup))
             printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
         }
-        if let json { try writeJSON(JSON(link: model, schedules: rows, bound: bound), to: json) }
+    }
+
+    /// The `--link` model, calibrated on sequential's training steps: the MoE GEMM
+    /// time of a step (slowest rank) against every block's busiest rank pair, two
+    /// exchanges per pass and two passes per step; also each block's busiest pair bytes. Collective.
+    private func calibrate(
+        _ base: TrainConfig, world: Communicator, _ sequential: () throws -> Trainer
+    ) throws -> (LinkModel, Calibration, pairBytes: [Int]) {
+        let trainer = try sequential()
+        var pairBytes: [Int64] = []
+        let calibration = try Calibration.measure(world, exchanges: 4 * base.layers) {
+            let step = try trainer.step()
+            pairBytes = trainer.model.busiestPairBytes.map { Int64($0) }
+            let flops = trainer.lastStepActivities.reduce(0) { $0 + $1.activity.flops }
+            return (step.gemm_ms / 1e3, flops, Int(pairBytes.max() ?? 0))
+        }
+        try world.allReduce(&pairBytes, .max)
+        return (calibration.link(link), calibration, pairBytes.map { Int($0) })
     }
 }

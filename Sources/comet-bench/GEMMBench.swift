@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -93,7 +94,7 @@ struct GEMMBench: RankCommand {
         let results = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
         defer { results.deallocate() }
         let slots = SendableBuffer(results)
-        try? runThreads(threads) { index in
+        try? WorkerPool().run(threads) { index in
             slots.buffer[index] = OpenBLAS.measureGFLOPs(m: shape.m, n: shape.n, k: shape.k, seconds: seconds)
         }
         return results.reduce(0, +) / Double(threads)
@@ -104,22 +105,4 @@ struct GEMMBench: RankCommand {
 struct SendableBuffer<T>: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<T>
     init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
-}
-
-/// `text` padded with spaces to `width` characters, for table columns.
-func padded(_ text: String, _ width: Int) -> String {
-    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
-}
-
-/// Writes `value` as pretty JSON, through a temporary file and a rename.
-func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    // A native link has infinite bandwidth; a run without sequential has no speedup.
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    do {
-        try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw UsageError("cannot write \(path): \(error.localizedDescription)")
-    }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -35,10 +36,11 @@ struct LayerBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = options.setup.moe.config
+        let world = context.world, config = options.setup.moe.config, device = Device(clock: WallClock())
         guard let layouts else {
-            let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, blas: context.blas.summary)
-            if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world) {
+            let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
+                                                             blas: context.blas.summary)
+            if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world, clock: device.clock) {
                 if let trace { try ChromeTrace.write(events, to: trace) }
                 if let gantt {
                     let title = "One MoE layer, forward + backward, \(world.size) ranks (EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), "
@@ -53,7 +55,7 @@ struct LayerBench: RankCommand {
         }
         var reports: [LayerReport] = []
         for tp in try layoutTensorParallelSizes(layouts, ranks: world.size, config: config) {
-            let (report, _) = try options.benchmark(config, world: world, tensorParallel: tp, blas: context.blas.summary)
+            let (report, _) = try options.benchmark(config, world: world, tensorParallel: tp, device: device, blas: context.blas.summary)
             if let report {
                 report.print()
                 Swift.print()
@@ -75,7 +77,7 @@ func layoutTensorParallelSizes(_ list: String, ranks: Int, config: MoEConfig) th
     return try list.split(separator: ",").map { item in
         let sizes = item.split(separator: "x").compactMap { Int($0) }
         guard sizes.count == 2, sizes[0] >= 1, sizes[1] >= 1, sizes[0] * sizes[1] == ranks else {
-            throw UsageError("--layouts takes all or EPxTP items whose product is the \(ranks) ranks, such as 8x1,4x2; got \(item)")
+            throw InputError("--layouts takes all or EPxTP items whose product is the \(ranks) ranks, such as 8x1,4x2; got \(item)")
         }
         return sizes[1]
     }
@@ -100,7 +102,7 @@ struct LayerBenchOptions: ParsableArguments {
 
     var chunkCounts: [Int] { chunks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
-    /// One schedule as measured: a kind with its options.
+    /// One schedule as measured: a kind with its options, as a layer.
     struct Variant {
         let label: String
         let kind: ScheduleKind
@@ -110,63 +112,24 @@ struct LayerBenchOptions: ParsableArguments {
     /// Runs every schedule on `config` with each expert's K sharded over
     /// `tensorParallel` ranks, interleaved; rank 0 gets the report. Also returns this
     /// rank's activities in every schedule's last iteration. Collective.
-    func benchmark(_ config: MoEConfig, world: Communicator, tensorParallel: Int, blas: String) throws
+    func benchmark(_ config: MoEConfig, world: Communicator, tensorParallel: Int, device: Device, blas: String) throws
         -> (report: LayerReport?, activities: [(phase: String, activity: Activity)]) {
-        guard world.size % tensorParallel == 0 else { throw UsageError("--tp \(tensorParallel) must divide the \(world.size) ranks") }
+        guard world.size % tensorParallel == 0 else { throw InputError("--tp \(tensorParallel) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tensorParallel, tensorParallel: tensorParallel)
-        var variants: [Variant] = []
-        for kind in schedule {
-            for d in kind == .chunked ? chunkCounts : [1] {
-                let options = setup.flags.options(chunks: d)
-                let layer = try MoELayer(
-                    config: config, group: world, tensorParallel: tensorParallel,
-                    schedule: kind.make(config: config, options: options, group: world, tensorParallel: tensorParallel,
-                                        forcePutGet: setup.flags.forcePutGet),
-                    link: .native)
-                variants.append(Variant(label: kind == .chunked ? "chunked d=\(d)" : kind.rawValue, kind: kind, layer: layer))
-            }
+        let inputs = setup.inputs(config, world: world)
+        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tensorParallel, inputs: inputs, device: device)
+        let variants = try makeVariants(config, world: world, tensorParallel: tensorParallel, link: link, device: device)
+        let samples = try interleavedRounds(variants.count, warmup: setup.warmup, rounds: setup.iterations) { index in
+            try measure(variants[index].layer, world, inputs)
         }
-        let (x, y, dy, dx) = setup.inputs(config, world: world)
-        let (model, calibration) = try setup.linkModel(config, world: world, tensorParallel: tensorParallel, x: x, y: y, dy: dy, dx: dx)
-        if let tuning {
-            let (split, reason) = try TunedSplit.resolve(config: config, world: world, tensorParallel: tensorParallel, link: model,
-                                                         tablePath: tuning == "model" ? nil : tuning)
-            if world.rank == 0 { print("comet tuned: \(split); \(reason)") }
-            let layer = try MoELayer(
-                config: config, group: world, tensorParallel: tensorParallel,
-                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: setup.flags.options(chunks: 1)), group: world,
-                                                  tensorParallel: tensorParallel, forcePutGet: setup.flags.forcePutGet),
-                link: .native)
-            variants.append(Variant(label: "comet tuned", kind: .comet, layer: layer))
-        }
-        for variant in variants { variant.layer.useLink(model) }
-
-        var samples = [[Sample]](repeating: [], count: variants.count)
-        for iteration in 0..<(setup.warmup + setup.iterations) {
-            for offset in variants.indices {
-                let index = (offset + iteration) % variants.count  // rotate, so no schedule always runs first
-                let sample = try measure(variants[index].layer, world, x: x, y: y, dy: dy, dx: dx)
-                if iteration >= setup.warmup { samples[index].append(sample) }
-            }
-        }
-        // What recording the timeline (the trace) costs comet: traced and untraced runs, interleaved.
-        var overhead: LayerReport.TracingOverhead?
-        if let comet = variants.first(where: { $0.kind == .comet })?.layer {
-            var traced: [Double] = [], untraced: [Double] = []
-            for _ in 0..<setup.iterations {
-                traced.append(try setup.timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
-                comet.timeline.isRecording = false
-                untraced.append(try setup.timeForwardBackward(comet, world, x: x, y: y, dy: dy, dx: dx))
-                comet.timeline.isRecording = true
-            }
-            overhead = LayerReport.TracingOverhead(traced_ms: median(traced) * 1e3, untraced_ms: median(untraced) * 1e3)
-        }
+        let tracing = try variants.first { $0.kind == .comet }.map { try tracingOverhead($0.layer, world, inputs) }
         let activities = zip(variants, samples).flatMap { variant, runs in
             (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
         }
+        let tilings = variants.map(\.layer.schedule.tiling)
         for variant in variants { try variant.layer.release() }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
-        let tileRows = min(setup.flags.options(chunks: 1).tileRows(for: model), config.tokensPerRank)
+        let tileRows = min(tilings.compactMap(\.tileRows).first ?? config.tokensPerRank, config.tokensPerRank)
         let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`
             (0..<3).map { _ in
                 OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth / tensorParallel),
@@ -175,10 +138,46 @@ struct LayerBenchOptions: ParsableArguments {
         }
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
-            variants: variants.map(\.label), samples: samples, config: config, options: setup.flags.options(chunks: 1),
-            ranks: world.size, tensorParallel: tensorParallel, link: model, calibration: calibration, peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile,
-            tracing: overhead)
+            variants: variants.map(\.label), tilings: tilings, samples: samples, config: config, options: setup.flags.options(chunks: 1),
+            ranks: world.size, tensorParallel: tensorParallel, link: link, calibration: calibration, peakRSSKiB: Int(rss), blas: blas,
+            tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
         return (report, activities)
+    }
+
+    /// Every `--schedule` (chunked at each `--chunks` count), and comet with the tuned
+    /// split if `--tuning` asks for it, on `link`. Collective.
+    private func makeVariants(
+        _ config: MoEConfig, world: Communicator, tensorParallel: Int, link: LinkModel, device: Device
+    ) throws -> [Variant] {
+        var variants: [Variant] = []
+        for kind in schedule {
+            for d in kind == .chunked ? chunkCounts : [1] {
+                let layer = try setup.layer(kind, setup.flags.options(chunks: d), config, world: world, tensorParallel: tensorParallel,
+                                            link: link, device: device)
+                variants.append(Variant(label: kind == .chunked ? "chunked d=\(d)" : kind.rawValue, kind: kind, layer: layer))
+            }
+        }
+        if let tuning {
+            let (split, reason) = try TunedSplit.resolve(config: config, world: world, tensorParallel: tensorParallel, link: link,
+                                                         tablePath: tuning == "model" ? nil : tuning)
+            if world.rank == 0 { print("comet tuned: \(split); \(reason)") }
+            let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,
+                                        tensorParallel: tensorParallel, link: link, device: device)
+            variants.append(Variant(label: "comet tuned", kind: .comet, layer: layer))
+        }
+        return variants
+    }
+
+    /// What recording the timeline (the trace) costs comet: traced and untraced runs, interleaved.
+    private func tracingOverhead(_ comet: MoELayer, _ world: Communicator, _ inputs: LayerInputs) throws -> LayerReport.TracingOverhead {
+        var traced: [Double] = [], untraced: [Double] = []
+        for _ in 0..<setup.iterations {
+            traced.append(try setup.timeForwardBackward(comet, world, inputs))
+            comet.timeline.isRecording = false
+            untraced.append(try setup.timeForwardBackward(comet, world, inputs))
+            comet.timeline.isRecording = true
+        }
+        return LayerReport.TracingOverhead(traced_ms: median(traced) * 1e3, untraced_ms: median(untraced) * 1e3)
     }
 
     /// One forward and backward of one schedule, each timed between barriers.
@@ -188,20 +187,21 @@ struct LayerBenchOptions: ParsableArguments {
         let activities: [(phase: String, activity: Activity)]
     }
 
-    private func measure(_ layer: MoELayer, _ world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix) throws -> Sample {
+    private func measure(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs) throws -> Sample {
+        let clock = layer.timeline.clock
         layer.zeroGradients()
         try world.barrier()
-        var start = monotonicSeconds()
-        try layer.forward(x.view, into: y.view)
+        var start = clock.now()
+        try layer.forward(inputs.x.view, into: inputs.y.view)
         try world.barrier()
-        let forward = monotonicSeconds() - start
+        let forward = clock.seconds(since: start)
         let (forwardComm, forwardGEMM) = (layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm))
         let forwardRate = layer.timeline.gemmGFLOPsPerThread
         let forwardActivities = layer.timeline.all
-        start = monotonicSeconds()
-        try layer.backward(dy.view, auxLossGradient: 0.01, into: dx.view)
+        start = clock.now()
+        try layer.backward(inputs.dy.view, auxLossGradient: 0.01, into: inputs.dx.view)
         try world.barrier()
-        let backward = monotonicSeconds() - start
+        let backward = clock.seconds(since: start)
         let comm = try world.allReduce(forwardComm + layer.timeline.busySeconds(.comm), .max)
         let gemm = try world.allReduce(forwardGEMM + layer.timeline.busySeconds(.gemm), .max)
         let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)

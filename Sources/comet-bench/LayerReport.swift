@@ -4,6 +4,8 @@ import Foundation
 /// The figures of `comet-bench layer`: medians per schedule, compared with sequential.
 struct LayerReport {
     let variants: [String]
+    /// How each variant's schedule cut its work.
+    let tilings: [ScheduleTiling]
     let samples: [[LayerBenchOptions.Sample]]
     let config: MoEConfig
     let options: ScheduleOptions
@@ -11,11 +13,13 @@ struct LayerReport {
     /// TP: ranks that share each expert's K dimension (EP = ranks / TP).
     let tensorParallel: Int
     let link: LinkModel
-    let calibration: BenchSetup.Calibration
+    let calibration: Calibration
     let peakRSSKiB: Int
     let blas: String
     /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
     let tileGFLOPs: Double
+    /// The rows of that shape.
+    let tileRows: Int
     /// Comet with and without its timeline recorded.
     let tracing: TracingOverhead?
 
@@ -28,6 +32,8 @@ struct LayerReport {
 
     struct Row: Encodable {
         let schedule: String
+        /// How it cut the work ("64-row tiles, column blocks 64+128+...").
+        let tiling: ScheduleTiling
         let forward_ms: Double
         let backward_ms: Double
         let total_ms: Double
@@ -48,10 +54,11 @@ struct LayerReport {
         let config: MoEConfig
         let options: ScheduleOptions
         let link: LinkModel
-        let calibration: BenchSetup.Calibration
+        let calibration: Calibration
         let peak_rss_kib_per_rank: Int
         let blas: String
         let single_thread_tile_gflops: Double
+        let single_thread_tile_rows: Int
         let comet_tracing: TracingOverhead?
         /// The best any schedule could do with sequential's link time and CPU work (nil without sequential).
         let bound: Bound?
@@ -64,10 +71,11 @@ struct LayerReport {
              median(runs.map(\.gemm)), median(runs.map(\.gemmGFLOPs)))
         }
         let baseline = variants.firstIndex(of: "sequential").map { medians[$0] }
-        return zip(variants, medians).map { name, m in
+        return variants.indices.map { index in
+            let (name, m) = (variants[index], medians[index])
             let total = m.forward + m.backward
             let sequentialTotal = baseline.map { $0.forward + $0.backward } ?? .nan
-            return Row(schedule: name, forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
+            return Row(schedule: name, tiling: tilings[index], forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
                        comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, speedup: sequentialTotal / total,
                        hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
                        gemm_gflops_per_thread: m.rate)
@@ -76,12 +84,11 @@ struct LayerReport {
 
     var json: JSON {
         JSON(ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
-             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs, comet_tracing: tracing,
+             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs,
+             single_thread_tile_rows: tileRows, comet_tracing: tracing,
              bound: bound,
              schedules: rows)
     }
-
-    var tileRows: Int { options.tileRows(for: link) }
 
     /// How fast any schedule could be with sequential's link time and CPU work: each
     /// pass takes at least what its busiest link carries (a dispatch and a combine of
@@ -107,10 +114,9 @@ struct LayerReport {
             comet-bench layer: \(ranks) ranks (EP=\(ranks / tensorParallel) x TP=\(tensorParallel)), T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
             E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
             link: \(link)
-            threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM; \
-            comet tiles \(tileRows >= ScheduleOptions.wholeSegments ? "whole segments" : "\(tileRows) rows"), \
-            column blocks \(options.columnBlocks(for: link, modelWidth: config.modelWidth).map { "\($0.count)" }.joined(separator: "+"))
-            BLAS: \(blas)
+            threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM
+            \(zip(variants, tilings).filter { $0.0 != "sequential" }.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
+            BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape
             medians of \(samples.first?.count ?? 0) iterations, forward + backward:
             """)
         Swift.print("schedule          forward ms  backward ms  total ms  comm ms  gemm ms  speedup  hidden  GEMM GFLOP/s/thread")
@@ -149,16 +155,4 @@ extension LayerReport {
                 + rows.map { padded(String(format: "%.2fx", $0.speedup), 14) }.joined())
         }
     }
-}
-
-/// "<schedule> reaches X% of the bound's speedup" for every comet variant among `speedups`.
-func printBoundShares(_ speedups: [(schedule: String, speedup: Double)], bound: Double) {
-    for (schedule, speedup) in speedups where schedule.hasPrefix("comet") {
-        print("\(schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * speedup / bound))
-    }
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
 }

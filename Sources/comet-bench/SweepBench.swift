@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometLaunch
 import CometMPI
 import CometMoE
@@ -58,12 +59,13 @@ struct SweepBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world
+        let world = context.world, device = Device(clock: WallClock())
         var rows: [Row] = []
         for axis in self.axis {
             for (label, config) in points(axis, options.setup.moe.config) {
                 guard (try? config.validate(expertParallel: world.size)) != nil else { continue }  // e.g. E not divisible by W
-                let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, blas: context.blas.summary)
+                let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
+                                                        blas: context.blas.summary)
                 for row in report?.rows ?? [] {
                     rows.append(Row(axis: axis.rawValue, point: label, schedule: row.schedule, total_ms: row.total_ms,
                                     speedup: row.speedup, hidden_fraction: row.hidden_fraction))
@@ -76,7 +78,7 @@ struct SweepBench: RankCommand {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw UsageError("cannot create \(out): \(error.localizedDescription)")
+            throw InputError("cannot create \(out): \(error.localizedDescription)")
         }
         let csv = (["axis,point,schedule,total_ms,speedup,hidden_fraction"] + rows.map {
             "\($0.axis),\($0.point),\($0.schedule),\(String(format: "%.2f", $0.total_ms)),\(String(format: "%.3f", $0.speedup)),"

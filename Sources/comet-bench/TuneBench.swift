@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -28,14 +29,15 @@ struct TuneBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = setup.moe.config
+        let world = context.world, config = setup.moe.config, device = Device(clock: WallClock())
         let ranksPerNode = try world.splitByNode().size
         let budget = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount / ranksPerNode)
-        guard budget >= 2 else { throw UsageError("--threads must be at least 2 (one communicator and one GEMM thread)") }
+        guard budget >= 2 else { throw InputError("--threads must be at least 2 (one communicator and one GEMM thread)") }
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()
         let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [setup.tp]
         for tp in sizes {
-            guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, blasCore: OpenBLAS.coreName) else {
+            guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, device: device,
+                                          blasCore: OpenBLAS.coreName) else {
                 continue
             }
             tuned.record(entry)  // only rank 0 gets an entry
@@ -45,25 +47,24 @@ struct TuneBench: RankCommand {
     }
 
     /// Every candidate on one layout, interleaved; rank 0 gets the entry. Collective.
-    private func profile(_ config: MoEConfig, world: Communicator, tensorParallel tp: Int, threads: Int, blasCore: String) throws -> TuningEntry? {
-        guard world.size % tp == 0 else { throw UsageError("--tp \(tp) must divide the \(world.size) ranks") }
+    private func profile(
+        _ config: MoEConfig, world: Communicator, tensorParallel tp: Int, threads: Int, device: Device, blasCore: String
+    ) throws -> TuningEntry? {
+        guard world.size % tp == 0 else { throw InputError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
-        let (x, y, dy, dx) = setup.inputs(config, world: world)
-        let (link, _) = try setup.linkModel(config, world: world, tensorParallel: tp, x: x, y: y, dy: dy, dx: dx)
+        let inputs = setup.inputs(config, world: world)
+        let (link, _) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device)
         let candidates = WorkloadSplit.candidates(threads: threads)
         let layers = try candidates.map { split in
-            let layer = try MoELayer(
-                config: config, group: world, tensorParallel: tp,
-                schedule: ScheduleKind.comet.make(config: config, options: split.applied(to: setup.flags.options(chunks: 1)),
-                                                  group: world, tensorParallel: tp, forcePutGet: setup.flags.forcePutGet),
-                link: link)
+            let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,
+                                        tensorParallel: tp, link: link, device: device)
             layer.timeline.isRecording = false
             return layer
         }
         let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name,
                             machine: TuningKey.thisMachine(blasCore: blasCore))
         if world.rank == 0 { print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations") }
-        let times = try interleaved(layers, world: world, x: x, y: y, dy: dy, dx: dx)
+        let times = try interleaved(layers, world: world, inputs)
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
 
         // The check: the chosen split against the best and the default fixed splits, measured afresh.
@@ -71,8 +72,7 @@ struct TuneBench: RankCommand {
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
         var rivals = Array(ranked.dropFirst().prefix(3))
         if let fixed, fixed != best, !rivals.contains(fixed) { rivals.append(fixed) }
-        let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, x: x, y: y, dy: dy, dx: dx,
-                                    iterations: 2 * setup.iterations)
+        let check = try interleaved([layers[best]] + rivals.map { layers[$0] }, world: world, inputs, iterations: 2 * setup.iterations)
         for layer in layers { try layer.release() }
         guard world.rank == 0 else { return nil }
         for index in ranked.prefix(5) {
@@ -92,18 +92,10 @@ struct TuneBench: RankCommand {
     }
 
     /// Median forward + backward seconds of each layer over `iterations` (default
-    /// --iterations) after the warm-up, run in rotating order.
-    private func interleaved(
-        _ layers: [MoELayer], world: Communicator, x: Matrix, y: Matrix, dy: Matrix, dx: Matrix, iterations: Int? = nil
-    ) throws -> [Double] {
-        var samples = [[Double]](repeating: [], count: layers.count)
-        for iteration in 0..<(setup.warmup + (iterations ?? setup.iterations)) {
-            for offset in layers.indices {
-                let index = (offset + iteration) % layers.count
-                let seconds = try setup.timeForwardBackward(layers[index], world, x: x, y: y, dy: dy, dx: dx)
-                if iteration >= setup.warmup { samples[index].append(seconds) }
-            }
-        }
-        return samples.map(median)
+    /// --iterations) after the warm-up, interleaved.
+    private func interleaved(_ layers: [MoELayer], world: Communicator, _ inputs: LayerInputs, iterations: Int? = nil) throws -> [Double] {
+        try interleavedRounds(layers.count, warmup: setup.warmup, rounds: iterations ?? setup.iterations) { index in
+            try setup.timeForwardBackward(layers[index], world, inputs)
+        }.map(median)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -11,51 +12,35 @@ struct MoECheck: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe", abstract: "MoE schedules against the single-process reference, forward and backward.")
 
-    enum RoutingCase: String, ExpressibleByArgument, CaseIterable {
-        case balanced, skewed, oneExpert = "one-expert"
-    }
-
     @Option(help: "Schedules to check: sequential, chunked, comet, comet-rows (repeatable; default all).")
     var schedule: [ScheduleKind] = ScheduleKind.allCases
-    @Option var tokens = 48
-    @Option var modelWidth = 40
-    @Option var hiddenWidth = 24
-    @Option var experts = 8
     @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
-    @Option var topK = 2
-    @Option var activation: Activation = .gelu
-    @Option(help: "balanced, skewed (imbalance 0.05) or one-expert (every token's first choice is expert 0).")
-    var routing: RoutingCase = .balanced
+    @Option(help: "Chunks of the chunked schedule.") var chunks = 3
+    @Flag(help: "Every token's first choice is expert 0.") var oneExpert = false
     @Flag(help: "The last rank has no tokens.") var silentRank = false
-    @Option var commThreads = 1
-    @Option var gemmThreads = 2
-    @Option var tileRows = 5
-    @Option var blockColumns = 16
-    @Option var chunks = 3
     @Flag(help: "Emulate a slow link (50 us, 0.5 GB/s) instead of the native one.") var slowLink = false
-    @Flag(help: "Use MPI_Put/MPI_Get even on one node.") var forcePutGet = false
     @Flag(help: ArgumentHelp(
         "The last rank sets up the layer and agrees its routing plan, then never runs the schedule.",
         discussion: "The other ranks wait for it inside the first schedule until --wait-timeout passes; "
             + "the job must then abort with a report of what they waited for, not hang."))
     var stallRank = false
+    @OptionGroup var moe: MoEOptions
+    @OptionGroup var flags: ScheduleFlags
     @OptionGroup var runtime: RuntimeOptions
 
     static let tolerance = 1e-5
 
+    /// "balanced", "one-expert" or "imbalance S", as the passing line names it.
+    var routing: String { oneExpert ? "one-expert" : moe.imbalance > 0 ? "imbalance \(moe.imbalance)" : "balanced" }
+
     func run(on context: RankContext) throws {
-        let world = context.world
-        var config = MoEConfig()
-        (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokens, modelWidth, hiddenWidth)
-        (config.experts, config.topK, config.activation) = (experts, topK, activation)
-        config.imbalance = routing == .skewed ? 0.05 : 0
-        var options = ScheduleOptions()
-        (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
-        (options.blockColumns, options.chunks) = (blockColumns, chunks)
-        guard tp >= 1, world.size % tp == 0 else { throw UsageError("--tp \(tp) must divide the \(world.size) ranks") }
+        let world = context.world, config = moe.config, options = flags.options(chunks: chunks)
+        let (tokens, modelWidth) = (config.tokensPerRank, config.modelWidth)
+        guard tp >= 1, world.size % tp == 0 else { throw InputError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
-        if stallRank && world.size < 2 { throw UsageError("--stall-rank needs at least 2 ranks") }
+        if stallRank && world.size < 2 { throw InputError("--stall-rank needs at least 2 ranks") }
         let link = slowLink ? LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9) : .native
+        let device = Device(clock: WallClock())
 
         // Every rank builds every rank's tokens and the reference from the same seeds.
         let counts = (0..<world.size).map { silentRank && $0 == world.size - 1 ? 0 : tokens }
@@ -71,10 +56,8 @@ struct MoECheck: RankCommand {
         let me = world.rank
         var worst = 0.0
         for kind in schedule {
-            let layer = try MoELayer(
-                config: config, group: world, tensorParallel: tp,
-                schedule: kind.make(config: config, options: options, group: world, tensorParallel: tp, forcePutGet: forcePutGet),
-                link: link)
+            let layer = try MoELayer(config: config, group: world, tensorParallel: tp, schedule: kind, options: options, link: link,
+                                     device: device, forcePutGet: flags.forcePutGet)
             steer(layer.router)
             if stallRank && me == world.size - 1 { try stall(layer, xs[me]) }
             let y = Matrix(rows: counts[me], columns: modelWidth), dx = Matrix(rows: counts[me], columns: modelWidth)
@@ -100,12 +83,12 @@ struct MoECheck: RankCommand {
             }
             let error = try world.allReduce(errors.max() ?? 0, .max)
             if error > Self.tolerance {
-                throw SelfCheckFailure(description: "schedule \(kind.rawValue): relative error \(error) exceeds \(Self.tolerance)")
+                throw InputError("schedule \(kind.rawValue): relative error \(error) exceeds \(Self.tolerance)")
             }
             worst = max(worst, error)
         }
         announce(world, "moe: passed on \(world.size) ranks (EP=\(world.size / tp) x TP=\(tp)), schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
-            + "routing \(routing.rawValue), top-k \(topK), max relative error \(String(format: "%.1e", worst)) "
+            + "routing \(routing), top-k \(moe.topK), max relative error \(String(format: "%.1e", worst)) "
             + "(tolerance \(String(format: "%.0e", Self.tolerance)))")
     }
 
@@ -114,14 +97,14 @@ struct MoECheck: RankCommand {
     /// plan's count exchange), so that its peers get into the schedule, and then
     /// waits in a barrier that none of them reaches until the job is aborted.
     private func stall(_ layer: MoELayer, _ x: Matrix) throws -> Never {
-        _ = try RoutingPlan(choices: layer.router.forward(x.view).choices, tokens: x.rows, topK: topK, experts: experts,
+        _ = try RoutingPlan(choices: layer.router.forward(x.view).choices, tokens: x.rows, topK: moe.topK, experts: moe.experts,
                             group: layer.group, tensorParallel: tp)
         try layer.group.withWaitTimeout(600).barrier()
-        MPIRuntime.abortJob("--stall-rank: the stalled rank's barrier returned, so its peers left the schedule without it")
+        Job.abort("--stall-rank: the stalled rank's barrier returned, so its peers left the schedule without it")
     }
 
     private func steer(_ router: Router) {
-        if routing == .oneExpert { router.bias = (0..<experts).map { $0 == 0 ? 50 : 0 } }
+        if oneExpert { router.bias = (0..<moe.experts).map { $0 == 0 ? 50 : 0 } }
     }
 
     private func random(rows: Int, columns: Int, seed: UInt64) -> Matrix {
@@ -142,4 +125,3 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     }
     return norm == 0 ? difference.squareRoot() : (difference / norm).squareRoot()
 }
-

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -17,7 +18,7 @@ struct CometProbe: ParsableCommand {
 /// Fails the scenario on every rank if any rank saw `failures`.
 func requireAgreement(_ comm: Communicator, _ failures: Int, _ what: String) throws {
     let total = try comm.allReduce(Int64(failures), .sum)
-    if total > 0 { throw SelfCheckFailure(description: "\(what): \(total) mismatches") }
+    if total > 0 { throw InputError("\(what): \(total) mismatches") }
 }
 
 func announce(_ comm: Communicator, _ line: String) {
@@ -59,7 +60,7 @@ extension CometProbe {
             let value: @Sendable (Int, Int) -> Float = { rank, round in Float(round * 1000 + rank) }
             let failures = FailureCount()
 
-            try runThreads(2) { thread in
+            try WorkerPool().run(2) { thread in
                 if thread == 0 {  // communicator thread
                     for round in 1...rounds {
                         let payload = [Float](repeating: value(world.rank, round), count: block)
@@ -196,7 +197,7 @@ extension CometProbe {
 
         func run(on context: RankContext) throws {
             guard context.blas.check.passed else {
-                throw SelfCheckFailure(description: "BLAS kernel: \(context.blas.summary)")
+                throw InputError("BLAS kernel: \(context.blas.summary)")
             }
             announce(context.world, "blas: passed on \(context.world.size) ranks, \(context.blas.summary)")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometCore
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -55,7 +56,7 @@ struct CometTrain: RankCommand {
             return
         }
         if tuning != nil, config.schedule != .comet {
-            throw UsageError("--tuning chooses the split of the paper's comet; it needs --schedule comet, not \(config.schedule.rawValue)")
+            throw InputError("--tuning chooses the split of the paper's comet; it needs --schedule comet, not \(config.schedule.rawValue)")
         }
         if let tuning {
             let tp = groups.layout.tensorParallel
@@ -66,8 +67,8 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
         let directory = URL(fileURLWithPath: out ?? resume ?? "runs/\(timestamp(world))")
-        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, runDirectory: directory,
-                                  resume: resume.map { URL(fileURLWithPath: $0) })
+        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, device: Device(clock: WallClock()),
+                                  runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
             print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue); "
@@ -80,7 +81,8 @@ struct CometTrain: RankCommand {
         let summary = try trainer.run(until: stopAfter) { progress.update($0) }
         progress.finish()
         if world.rank == 0 { try writePlots(directory, summary: summary) }
-        if trace != nil || gantt != nil, let events = try ChromeTrace.gather(trainer.lastStepActivities, world: world) {
+        if trace != nil || gantt != nil,
+           let events = try ChromeTrace.gather(trainer.lastStepActivities, world: world, clock: trainer.device.clock) {
             if let trace { try ChromeTrace.write(events, to: trace) }
             if let gantt {
                 let title = "The last training step, \(world.size) ranks, schedule \(config.schedule.rawValue)"
@@ -134,7 +136,7 @@ struct CometTrain: RankCommand {
         let putGet = try SelfCheck.windowRoundTrip(on: world, forcePutGet: true)
         let gflops = try SelfCheck.onRankZeroAlone(world) { OpenBLAS.measureGFLOPs(m: 512, n: 512, k: 512) }
         guard context.blas.check.passed else {
-            throw SelfCheckFailure(description: "the BLAS kernel failed its check: \(context.blas.summary)")
+            throw InputError("the BLAS kernel failed its check: \(context.blas.summary)")
         }
         if world.rank == 0 {
             print("""
@@ -159,7 +161,7 @@ final class Progress {
     let total: Int
     let enabled: Bool
     let terminal: Bool
-    let start = monotonicSeconds()
+    let start = hostSeconds()
 
     init(total: Int, enabled: Bool, style: ProgressStyle) {
         self.total = total
@@ -169,7 +171,7 @@ final class Progress {
 
     func update(_ report: Trainer.StepReport) {
         guard enabled else { return }
-        let elapsed = monotonicSeconds() - start
+        let elapsed = hostSeconds() - start
         let eta = Double(total - report.step) * elapsed / Double(max(report.step, 1))
         if terminal {
             let width = 30, filled = width * report.step / max(total, 1)

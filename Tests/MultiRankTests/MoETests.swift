@@ -8,15 +8,31 @@ import XCTest
 /// schedule (sequential, chunked, comet, comet-rows) against the single-process reference,
 /// forward and backward, twice in a row. Each job takes 1 to 5 s in a debug build.
 final class MoETests: XCTestCase {
+    /// The probe's layer: small enough for a debug build, with several tiles and
+    /// column blocks per rank and two GEMM threads; `flags` that follow override it.
+    static let smallLayer = ["--tokens", "48", "--model-width", "40", "--hidden-width", "24", "--gemm-threads", "2",
+                             "--tile-rows", "5", "--block-columns", "16"]
+
+    /// The probe's flags for `routing` (balanced, skewed or one-expert), and how it names it.
+    static func routingFlags(_ routing: String) -> (flags: [String], name: String) {
+        switch routing {
+        case "skewed": (["--imbalance", "0.05"], "imbalance 0.05")
+        case "one-expert": (["--one-expert"], "one-expert")
+        default: ([], "balanced")
+        }
+    }
+
     /// `comet-probe moe` with `flags` on `ranks` ranks must pass, and say so for this routing and top-k.
     private func expectMoEPass(
         ranks: Int, tp: Int = 1, routing: String = "balanced", topK: Int = 2, _ flags: [String] = [],
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
+        let routing = Self.routingFlags(routing)
         try expectPass(
-            ranks: ranks, ["moe", "--tp", "\(tp)", "--routing", routing, "--top-k", "\(topK)", "--wait-timeout", "60"] + flags,
+            ranks: ranks,
+            ["moe", "--tp", "\(tp)", "--top-k", "\(topK)", "--wait-timeout", "60"] + Self.smallLayer + routing.flags + flags,
             "moe: passed on \(ranks) ranks (EP=\(ranks / tp) x TP=\(tp)), schedules sequential,chunked,comet,comet-rows, "
-                + "routing \(routing), top-k \(topK),",
+                + "routing \(routing.name), top-k \(topK),",
             file: file, line: line)
     }
 
@@ -106,7 +122,7 @@ final class MoETests: XCTestCase {
     func testStalledRankEndsInADeadlineReport() throws {
         for (schedule, path) in [("comet", []), ("comet", ["--force-put-get"]), ("comet-rows", [])] {
             let job = try MPIJob.run(
-                ranks: 4, "comet-probe", ["moe", "--schedule", schedule, "--stall-rank", "--wait-timeout", "2"] + path,
+                ranks: 4, "comet-probe", ["moe", "--schedule", schedule, "--stall-rank", "--wait-timeout", "2"] + Self.smallLayer + path,
                 timeout: 90)
             XCTAssertFalse(job.timedOut, "the job hung: \(job.transcript)")
             XCTAssertNotEqual(job.status, 0, job.transcript)

@@ -65,6 +65,15 @@ void comet_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 /// Wakes every thread sleeping on `word`, in any process.
 void comet_futex_wake_all(uint32_t *word);
 
+// MARK: The job
+
+/// This process's rank in MPI_COMM_WORLD, or the launcher's idea of it before
+/// MPI_Init (0 outside a launcher).
+int comet_world_rank(void);
+/// Aborts every rank of the job (MPI_Abort while MPI is active), then exits with
+/// `code`. Not safe to call from several threads at once (Open MPI's abort is not).
+void comet_abort_job(int code) __attribute__((noreturn));
+
 // MARK: Output
 
 /// Writes `text` to standard error and flushes it (Swift 6 cannot touch `stderr`).

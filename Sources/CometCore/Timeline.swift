@@ -1,9 +1,4 @@
-import CometMPI
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What a worker thread was doing.
 public enum ActivityKind: String, Sendable, Codable {
@@ -24,7 +19,7 @@ public struct Activity: Sendable {
     public let kind: ActivityKind
     /// The thread's track: 0 is the rank's main thread, worker threads follow.
     public let thread: Int
-    /// Wall-clock interval, seconds on the monotonic clock.
+    /// The interval, seconds on the timeline's clock.
     public let start: Double
     public let end: Double
     /// Seconds the thread actually ran (it may share its core with other ranks).
@@ -37,12 +32,14 @@ public struct Activity: Sendable {
 }
 
 /// The activities of one rank's threads during one layer call, for the
-/// communication and GEMM times a benchmark reports (and for traces).
+/// communication and GEMM times a benchmark reports (and for traces). Every
+/// piece of work it runs is timed by its clock, recorded or not.
 public final class Timeline: Sendable {
+    public let clock: any Clock
     private let activities = Mutex<[Activity]>([])
     private let recording = Atomic<Bool>(true)
 
-    public init() {}
+    public init(clock: any Clock) { self.clock = clock }
 
     /// Whether activities are recorded (on by default); off, `record` only runs its body.
     public var isRecording: Bool {
@@ -61,7 +58,7 @@ public final class Timeline: Sendable {
 
     /// Records a wait on `thread` from `start` until now, if it lasted at least 50 us.
     public func recordWait(thread: Int, since start: Double, _ label: @autoclosure () -> String) {
-        let end = monotonicSeconds()
+        let end = clock.now()
         guard isRecording, end - start >= 50e-6 else { return }
         let activity = Activity(kind: .wait, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(), arguments: [:])
         activities.withLock { $0.append(activity) }
@@ -86,13 +83,12 @@ public final class Timeline: Sendable {
         _ kind: ActivityKind, thread: Int, _ label: @autoclosure () -> String, _ arguments: [String: String],
         flops: (T) -> Double, _ body: () throws -> T
     ) rethrows -> T {
-        guard isRecording else { return try body() }
-        let (start, cpuStart) = (monotonicSeconds(), threadCPUSeconds())
-        let result = try body()
-        let activity = Activity(kind: kind, thread: thread, start: start, end: monotonicSeconds(),
-                                cpuSeconds: threadCPUSeconds() - cpuStart, flops: flops(result), label: label(), arguments: arguments)
+        let timed = try clock.work(body)
+        guard isRecording else { return timed.value }
+        let activity = Activity(kind: kind, thread: thread, start: timed.start, end: timed.end, cpuSeconds: timed.cpuSeconds,
+                                flops: flops(timed.value), label: label(), arguments: arguments)
         activities.withLock { $0.append(activity) }
-        return result
+        return timed.value
     }
 
     public func reset() { activities.withLock { $0.removeAll(keepingCapacity: true) } }
@@ -125,16 +121,4 @@ public final class Timeline: Sendable {
         if let open = current { total += open.1 - open.0 }
         return total
     }
-}
-
-/// CPU seconds the calling thread has run.
-func threadCPUSeconds() -> Double { cpuSeconds(CLOCK_THREAD_CPUTIME_ID) }
-
-/// CPU seconds all threads of this process have run.
-public func processCPUSeconds() -> Double { cpuSeconds(CLOCK_PROCESS_CPUTIME_ID) }
-
-private func cpuSeconds(_ clock: clockid_t) -> Double {
-    var now = timespec()
-    clock_gettime(clock, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
 }

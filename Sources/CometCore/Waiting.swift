@@ -1,12 +1,9 @@
-import CMPI
 import CometShim
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Seconds on the monotonic clock, for timing and deadlines.
-public func monotonicSeconds() -> Double { comet_monotonic_seconds() }
 
 /// A 32-bit word that waiters sleep on until someone rings it (a Linux futex).
 /// Ringing bumps the word and wakes every sleeper: in this process, or in any
@@ -43,19 +40,18 @@ public struct Backoff {
 
     /// A backoff whose wait may last `timeout` seconds.
     public init(timeout: Double) {
-        self.deadline = monotonicSeconds() + timeout
+        self.deadline = hostSeconds() + timeout
     }
 
-    /// Sleeps until `doorbell` no longer reads `seen`, or the monotonic clock reads
-    /// `wakeTime`, or a while has passed; polls with `pause` when there is no doorbell.
-    public mutating func sleep(on doorbell: Doorbell?, seen: UInt32, wakeTime: Double = .infinity,
+    /// Sleeps until `doorbell` no longer reads `seen`, or `wakeIn` host seconds have
+    /// passed, or a while has; polls with `pause` when there is no doorbell.
+    public mutating func sleep(on doorbell: Doorbell?, seen: UInt32, wakeIn: Double = .infinity,
                                _ report: @autoclosure () -> String) {
         guard let doorbell else { return pause(report()) }
-        let now = monotonicSeconds()
-        let remaining = deadline - now
-        if remaining <= 0 { MPIRuntime.abortJob(report()) }
+        let remaining = deadline - hostSeconds()
+        if remaining <= 0 { Job.abort(report()) }
         // Wake up now and then anyway, to check the deadline.
-        let nap = min(remaining, 0.05, wakeTime - now)
+        let nap = min(remaining, 0.05, wakeIn)
         if nap > 0 { comet_futex_wait(doorbell.word, seen, Int64(nap * 1e9)) }
     }
 
@@ -66,23 +62,27 @@ public struct Backoff {
             sched_yield()
             return
         }
-        if attempts % 64 == 0, monotonicSeconds() > deadline {
-            MPIRuntime.abortJob(report())
+        if attempts % 64 == 0, hostSeconds() > deadline {
+            Job.abort(report())
         }
         usleep(sleepMicroseconds)
         sleepMicroseconds = min(sleepMicroseconds * 2, Self.maxSleepMicroseconds)
     }
 }
 
-extension Communicator {
-    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
-    func complete(_ request: inout MPI_Request?, _ call: String) throws {
-        var backoff = Backoff(timeout: waitTimeout)
-        while true {
-            var done: Int32 = 0
-            try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
-            if done != 0 { return }
-            backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+/// The job this process belongs to (an MPI job, or this process alone).
+public enum Job {
+    /// Set by the first thread that aborts the job.
+    private static let aborting = Atomic<Bool>(false)
+
+    /// Prints `report` to standard error, prefixed with this rank, and aborts every rank.
+    /// Only the first caller in a process does so (Open MPI's abort is not safe to
+    /// call from several threads at once); later callers wait for the end.
+    public static func abort(_ report: String, code: Int32 = 70) -> Never {
+        if aborting.exchange(true, ordering: .acquiringAndReleasing) {
+            while true { pause() }
         }
+        comet_write_stderr("comet: rank \(comet_world_rank()): \(report); aborting the job\n")
+        comet_abort_job(code)
     }
 }

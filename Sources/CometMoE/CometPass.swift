@@ -1,0 +1,100 @@
+import CometCore
+import CometKernels
+import CometMPI
+
+/// One comet layer call (a phase of the window), shared by its communicator and
+/// GEMM threads: layer0's tiles in pull order, the landing board they land on, and
+/// the steps every role takes (pull a tile, push results home, reduce a block).
+final class CometPass: Sendable {
+    let call: LayerCall
+    let steps: PassSteps
+    let window: CometWindow
+    let link: LinkClock
+    /// Layer1's blocks: column blocks, or one block of every column by rows.
+    let blocks: [Range<Int>]
+    /// Layer0's tiles in pull order (`rowTileOrder`).
+    let tasks: [RowTile]
+    /// Sources in pull order: this rank, then rank+1, rank+2, ...
+    let order: [Int]
+    /// Each source's last task; sources with no rows here have none.
+    let lastTask: [Int: Int]
+    let board: LandingBoard
+    /// Rows whose layer0 GEMMs are done.
+    let rowsDone = ThreadFlag()
+    /// Hands out the tail's tasks.
+    let tail: TaskCounter
+    /// Rows one GEMM may take (`ScheduleOptions.tilesPerGEMM` tiles).
+    let maxGEMMRows: Int
+    let commThreads: Int
+    /// The link is emulated: arrivals are stamped and waited for.
+    let emulated: Bool
+
+    init(call: LayerCall, steps: PassSteps, window: CometWindow, link: LinkClock, blocks: [Range<Int>], options: ScheduleOptions) {
+        (self.call, self.steps, self.window, self.link, self.blocks) = (call, steps, window, link, blocks)
+        let plan = call.plan
+        let tileRows = options.tileRows(for: link.model)
+        let order = (0..<plan.ranks).map { (plan.rank + $0) % plan.ranks }
+        let tasks = rowTileOrder(plan, order: order, tileRows: tileRows)
+        (self.order, self.tasks) = (order, tasks)
+        lastTask = Dictionary(tasks.indices.map { (tasks[$0].source, $0) }, uniquingKeysWith: max)
+        emulated = !link.model.isNative
+        board = LandingBoard(tasks, emulated: emulated, clock: link.clock)
+        tail = TaskCounter(count: steps.tail.count)
+        maxGEMMRows = ScheduleOptions.tilesPerGEMM * tileRows
+        commThreads = options.commThreads
+    }
+
+    var plan: RoutingPlan { call.plan }
+    var timeline: Timeline { call.timeline }
+    var clock: any Clock { link.clock }
+    var timeout: Double { call.group.waitTimeout }
+    var phase: Int { window.phase }
+
+    /// Pulls task `task`'s rows, books them on the link and posts them on the board.
+    func pull(task: Int, thread: Int) throws {
+        let tile = tasks[task], bytes = tile.rows.count * window.layout.rowBytes
+        let start = clock.now()
+        try window.pull(tile, into: steps.received)
+        if lastTask[tile.source] == task { try window.finishedPulling(from: tile.source) }
+        let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank)
+        timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()),
+                                "pull \(tile.rows.count) rows from rank \(tile.source)",
+                                ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)", "rows": "\(tile.rows)",
+                                 "bytes": "\(bytes)"])
+        board.land(task: task, arrival: arrival)
+    }
+
+    /// Pushes `columns` of the results of `tiles` (all from `home`) home in one
+    /// transfer; returns when it arrives there.
+    func push(_ tiles: [RowTile], to home: Int, columns: Range<Int>, thread: Int, _ label: String) throws -> Double {
+        let start = clock.now()
+        try window.push(steps.results, tiles, to: home, region: plan.returnSlot(from: plan.rank), columns: columns)
+        let bytes = tiles.reduce(0) { $0 + $1.rows.count } * columns.count * MemoryLayout<Float>.stride
+        let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank)
+        timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()), label,
+                                ["half": "layer1", "peer": "\(home)", "columns": "\(columns)", "bytes": "\(bytes)"])
+        return arrival
+    }
+
+    /// When every rank's push of `block` is here; infinity while some are missing.
+    func arrivalTime(block: Int) throws -> Double {
+        try window.arrivalTime(block: block, stamped: emulated)
+    }
+
+    /// The top-k reduce of `block`'s columns, once every rank's rows of it are home.
+    func reduce(block: Int, thread: Int) {
+        timeline.record(.local, thread: thread, "top-k reduce block \(block)",
+                        ["half": "layer1", "block": "\(block)", "columns": "\(blocks[block])"]) {
+            steps.reduce(window.returnRows, blocks[block])
+        }
+    }
+
+    /// Sleeps a communicator thread until the window's doorbell moves from `seen`
+    /// or the clock reads `wakeTime`, and records the wait as waiting for `what`.
+    func sleep(_ backoff: inout Backoff, seen: UInt32, until wakeTime: Double, thread: Int, waitingFor what: String,
+               _ report: @autoclosure () -> String) {
+        let start = clock.now()
+        backoff.sleep(on: window.doorbell, seen: seen, wakeIn: clock.delay(until: wakeTime), report())
+        timeline.recordWait(thread: thread, since: start, "wait for \(what)")
+    }
+}
