@@ -109,13 +109,20 @@ public struct TuningTable: Codable, Sendable {
 
     public init() {}
 
-    /// Reads `path`; an absent file is an empty table, a malformed one an error.
+    /// Reads `path`; an absent file is an empty table, an unreadable, unparsable or
+    /// malformed one an error of one line.
     public static func load(_ path: String) throws -> TuningTable {
         guard FileManager.default.fileExists(atPath: path) else { return TuningTable() }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("cannot read the tuning table \(path): it is not a readable file")
+        }
         do {
-            return try JSONDecoder().decode(TuningTable.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw InputError("the tuning table \(path) is not one comet-bench tune wrote: \(error)")
+            _ = try JSONText.parse(data)  // JSONDecoder's own syntax errors do not say where
+            return try JSONDecoder().decode(TuningTable.self, from: data)
+        } catch let error as InputError {
+            throw InputError("the tuning table \(path) does not parse as JSON: \(error)")
+        } catch let error as DecodingError {
+            throw InputError("the tuning table \(path) is not one comet-bench tune wrote: \(JSONText.describe(error))")
         }
     }
 

@@ -91,13 +91,20 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try scheduleOptions.validate()
     }
 
-    /// Reads a JSON configuration over the defaults; a malformed file, an unknown
-    /// key or a value of the wrong type gets one clear message.
+    /// Reads a JSON configuration over the defaults; a file that does not parse (with
+    /// the line and column where it stops), an unknown key or a value of the wrong type
+    /// gets one clear message.
     public static func load(from path: String) throws -> TrainConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("cannot read the configuration \(path): it does not exist or is not readable")
         }
-        guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        let parsed: Any
+        do {
+            parsed = try JSONText.parse(data)
+        } catch {
+            throw InputError("the configuration \(path) does not parse as JSON: \(error)")
+        }
+        guard let given = parsed as? [String: Any] else {
             throw InputError("the configuration \(path) is not a JSON object")
         }
         let defaults = try JSONSerialization.jsonObject(with: TrainConfig().json()) as! [String: Any]
@@ -105,7 +112,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(TrainConfig.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let error as DecodingError {
-            throw InputError("the configuration \(path) is not valid: \(describe(error))")
+            throw InputError("the configuration \(path) is not valid: \(JSONText.describe(error))")
         }
     }
 
@@ -130,21 +137,5 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(self)
-    }
-}
-
-private func describe(_ error: DecodingError) -> String {
-    func path(_ context: DecodingError.Context) -> String {
-        context.codingPath.map(\.stringValue).joined(separator: ".")
-    }
-    switch error {
-    case .dataCorrupted(let context):
-        return context.codingPath.isEmpty ? "it is not valid JSON" : "\(path(context)): \(context.debugDescription)"
-    case .typeMismatch(_, let context), .valueNotFound(_, let context):
-        return "\(path(context)): \(context.debugDescription)"
-    case .keyNotFound(let key, _):
-        return "missing key \(key.stringValue)"
-    @unknown default:
-        return "\(error)"
     }
 }

@@ -77,18 +77,36 @@ public final class Trainer {
                                    device: device)
         optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
         if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
-        if world.rank == 0, let runDirectory {
-            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-            try config.json().write(to: runDirectory.appendingPathComponent("config.json"), options: .atomic)
-            let url = runDirectory.appendingPathComponent("metrics.jsonl")
-            if resume == nil || !FileManager.default.fileExists(atPath: url.path) {
-                _ = FileManager.default.createFile(atPath: url.path, contents: nil)  // opening it below reports failure
+        metrics = try Trainer.openRunDirectory(runDirectory, config: config, resuming: resume != nil, world: world)
+    }
+
+    /// Rank 0 creates `directory`, writes config.json there and opens metrics.jsonl
+    /// (kept when resuming, else emptied); every rank learns whether that worked, so a
+    /// failure is one uniform error rather than rank 0 leaving alone. Nil off rank 0
+    /// and without a directory. Collective when there is a directory.
+    private static func openRunDirectory(_ directory: URL?, config: TrainConfig, resuming: Bool,
+                                         world: Communicator) throws -> FileHandle? {
+        guard let directory else { return nil }
+        var metrics: FileHandle?
+        var failure: String?
+        if world.rank == 0 {
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                try config.json().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+                let url = directory.appendingPathComponent("metrics.jsonl")
+                if !resuming || !FileManager.default.fileExists(atPath: url.path) {
+                    _ = FileManager.default.createFile(atPath: url.path, contents: nil)  // opening it below reports failure
+                }
+                metrics = try FileHandle(forWritingTo: url)
+                try metrics?.seekToEnd()
+            } catch {
+                failure = "cannot write the run directory \(directory.path): \(RunDirectory.fileProblem(error))"
             }
-            metrics = try FileHandle(forWritingTo: url)
-            try metrics?.seekToEnd()
-        } else {
-            metrics = nil
         }
+        var succeeded = [Int64(failure == nil ? 1 : 0)]
+        try world.broadcast(&succeeded, root: 0)
+        guard succeeded[0] == 1 else { throw InputError(failure ?? "rank 0 could not write the run directory \(directory.path)") }
+        return metrics
     }
 
     /// Trains from the optimizer's step to `config.steps` (or to step `stop`, as if

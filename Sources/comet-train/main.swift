@@ -46,6 +46,7 @@ struct CometTrain: RankCommand {
         let world = context.world
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         if selfCheck { return try runSelfCheck(context, groups) }
+        if let resume { try RunDirectory.checkResumable(resume, label: "--resume \(resume)") }
         // A resumed run continues with its own configuration unless given another.
         let configPath = self.config ?? resume.map { URL(fileURLWithPath: $0).appendingPathComponent("config.json").path }
         var config = try configPath.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
@@ -55,6 +56,10 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print(String(decoding: try config.json(), as: UTF8.self)) }
             return
         }
+        let directoryPath = out ?? resume ?? "runs/\(timestamp(world))"
+        // Every rank checks before any writes, so a path that cannot hold the run is one message.
+        let label = out.map { "--out \($0)" } ?? resume.map { "--resume \($0)" } ?? "the run directory \(directoryPath)"
+        try RunDirectory.checkWritable(directoryPath, label: label)
         if tuning != nil, config.schedule != .comet {
             throw InputError("--tuning chooses the split of the paper's comet; it needs --schedule comet, not \(config.schedule.rawValue)")
         }
@@ -66,7 +71,7 @@ struct CometTrain: RankCommand {
             config.scheduleOptions = split.applied(to: config.scheduleOptions)
             if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
-        let directory = URL(fileURLWithPath: out ?? resume ?? "runs/\(timestamp(world))")
+        let directory = URL(fileURLWithPath: directoryPath)
         let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, device: Device(clock: WallClock()),
                                   runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)

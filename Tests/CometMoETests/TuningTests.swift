@@ -36,7 +36,14 @@ final class TuningTests: XCTestCase {
         try table.json().write(to: URL(fileURLWithPath: path))
         XCTAssertEqual(try TuningTable.load(path).entry(for: key(tp: 2))?.milliseconds(.fixedDefault), 12)
         try Data("{\"entries\": 3}".utf8).write(to: URL(fileURLWithPath: path))
-        XCTAssertThrowsError(try TuningTable.load(path)) { XCTAssertTrue("\($0)".contains("is not one comet-bench tune wrote"), "\($0)") }
+        XCTAssertThrowsError(try TuningTable.load(path)) {
+            XCTAssertTrue("\($0)".hasSuffix("is not one comet-bench tune wrote: entries: Expected to decode Array<Any> but found number instead."),
+                          "\($0)")
+        }
+        try Data("{\"entries\": [\n  {\"key\": }\n]}".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TuningTable.load(path)) {
+            XCTAssertEqual("\($0)", "the tuning table \(path) does not parse as JSON: invalid value at line 2, column 11")
+        }
     }
 
     func testAMeasuredEntryWinsAndAMissingOneFallsBackToTheCostModel() {

@@ -174,7 +174,7 @@ final class TrainConfigTests: XCTestCase {
     }
 
     func testBadFilesAndValuesGetClearMessages() throws {
-        XCTAssertThrowsError(try load("{not json")) { XCTAssertTrue("\($0)".contains("not a JSON object")) }
+        XCTAssertThrowsError(try load("[1, 2]")) { XCTAssertTrue("\($0)".contains("is not a JSON object"), "\($0)") }
         XCTAssertThrowsError(try load(#"{"stepz": 3}"#)) { XCTAssertTrue("\($0)".contains("unknown configuration key stepz")) }
         XCTAssertThrowsError(try load(#"{"steps": "many"}"#)) { XCTAssertTrue("\($0)".contains("steps")) }
         XCTAssertThrowsError(try TrainConfig.load(from: "/nonexistent/comet.json")) { XCTAssertTrue("\($0)".contains("does not exist")) }
@@ -191,5 +191,87 @@ final class TrainConfigTests: XCTestCase {
         config.modelWidth = -4
         XCTAssertThrowsError(try config.validate(ranks: 8, expertParallel: 8)) { XCTAssertTrue("\($0)".contains("modelWidth")) }
         XCTAssertNoThrow(try TrainConfig().validate(ranks: 8, expertParallel: 8))
+    }
+
+    /// Broken JSON is named as such, with where it stops parsing (line and column,
+    /// the column in characters), in one line.
+    func testBrokenJSONSaysWhereItStopsParsing() throws {
+        func message(_ json: String) -> String {
+            do { _ = try load(json) } catch { return "\(error)" }
+            return "no error"
+        }
+        let missingComma = message("{\n  \"steps\": 3\n  \"layers\": 2\n}\n")
+        XCTAssertTrue(missingComma.contains("does not parse as JSON: invalid value at line 3, column 3"), missingComma)
+        XCTAssertFalse(missingComma.contains("\n"), "one line: \(missingComma)")
+        XCTAssertTrue(message("{not json").hasSuffix("does not parse as JSON: invalid value at line 1, column 2"))
+        let accented = message("{\"a\u{00e9}\": 1,\n \"b\u{00e9}\u{00e9}\": x}")
+        XCTAssertTrue(accented.hasSuffix("at line 2, column 9"), "columns count characters, not bytes: \(accented)")
+        let truncated = message("{\"steps\": 3,\n\n")
+        XCTAssertTrue(truncated.contains("does not parse as JSON: unexpected end of file"), truncated)
+        XCTAssertTrue(truncated.hasSuffix("(its last character is at line 1, column 12)"), truncated)
+        XCTAssertTrue(message(" \n").hasSuffix("does not parse as JSON: the file is empty"))
+    }
+}
+
+/// The checks comet-train makes of --out and --resume on every rank before any writes.
+final class RunDirectoryTests: XCTestCase {
+    private var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("comet-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: root.appendingPathComponent("file").path, contents: Data("x".utf8))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root.appendingPathComponent("locked").path)
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    private func message(_ check: () throws -> Void) -> String {
+        do { try check() } catch { return "\(error)" }
+        return "no error"
+    }
+
+    func testWritableAcceptsDirectoriesAndWhatCanBeCreated() throws {
+        XCTAssertNoThrow(try RunDirectory.checkWritable(root.path, label: "--out r"))
+        XCTAssertNoThrow(try RunDirectory.checkWritable(root.appendingPathComponent("new/deeper").path, label: "--out r"))
+        XCTAssertEqual(message { try RunDirectory.checkWritable(self.root.appendingPathComponent("file").path, label: "--out r") },
+                       "--out r is a file, not a run directory")
+        let under = root.appendingPathComponent("file/run/x").path
+        XCTAssertEqual(message { try RunDirectory.checkWritable(under, label: "--out r") },
+                       "--out r cannot be created: \(root.path)/file is a file, not a directory")
+        XCTAssertEqual(RunDirectory.nearestExistingAncestor(of: "comet-no-such-\(UUID().uuidString)/x")?.path, ".")
+        XCTAssertEqual(RunDirectory.nearestExistingAncestor(of: "/comet-no-such")?.path, "/")
+    }
+
+    /// Permissions bind everyone but root, so this part is skipped as root.
+    func testWritableRejectsADirectoryThisUserCannotWrite() throws {
+        let locked = root.appendingPathComponent("locked")
+        try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o555])
+        try XCTSkipIf(geteuid() == 0, "root writes into any directory")
+        XCTAssertEqual(message { try RunDirectory.checkWritable(locked.path, label: "--out r") }, "--out r cannot be written to: Permission denied")
+        XCTAssertEqual(message { try RunDirectory.checkWritable(locked.appendingPathComponent("run").path, label: "--out r") },
+                       "--out r cannot be created in \(locked.path): Permission denied")
+    }
+
+    func testResumableNeedsAnExistingDirectoryWithACheckpoint() throws {
+        XCTAssertEqual(message { try RunDirectory.checkResumable(self.root.appendingPathComponent("missing").path, label: "--resume r") },
+                       "--resume r does not exist")
+        XCTAssertEqual(message { try RunDirectory.checkResumable(self.root.appendingPathComponent("file").path, label: "--resume r") },
+                       "--resume r is a file, not a run directory")
+        XCTAssertEqual(message { try RunDirectory.checkResumable(self.root.path, label: "--resume r") },
+                       "--resume r holds no checkpoint.safetensors to continue from")
+        _ = FileManager.default.createFile(atPath: root.appendingPathComponent("checkpoint.safetensors").path, contents: Data())
+        XCTAssertNoThrow(try RunDirectory.checkResumable(root.path, label: "--resume r"))
+    }
+
+    func testFileProblemsAreTheSystemsWords() {
+        do {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent("file/x"), withIntermediateDirectories: true)
+            XCTFail("created a directory under a file")
+        } catch {
+            XCTAssertEqual(RunDirectory.fileProblem(error), "Not a directory", "\(error)")
+        }
     }
 }

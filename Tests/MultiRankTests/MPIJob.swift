@@ -63,6 +63,12 @@ struct MPIJob {
     func errorLines(containing text: String) -> Int {
         stderr.split(separator: "\n").filter { $0.contains(text) }.count
     }
+
+    /// The lines of standard error that comet's executables wrote (each starts
+    /// "comet"), without mpirun's own notices about the exit status.
+    var cometErrorLines: [Substring] {
+        stderr.split(separator: "\n").filter { $0.hasPrefix("comet") }
+    }
 }
 
 /// Runs `comet-probe SCENARIO` on `ranks` ranks and expects exit status 0 and

@@ -122,17 +122,27 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// `comet-train ARGUMENTS` on `ranks` ranks fails without hanging or crashing, and
+    /// comet's only line of error output, from rank 0, contains `message`.
+    private func expectFailure(_ arguments: [String], _ message: String, ranks: Int = 4,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let job = try train(ranks: ranks, arguments, timeout: 120)
+        XCTAssertFalse(job.timedOut, "hung: \(job.transcript)", file: file, line: line)
+        XCTAssertNotEqual(job.status, 0, job.transcript, file: file, line: line)
+        XCTAssertEqual(job.cometErrorLines.count, 1, job.transcript, file: file, line: line)
+        XCTAssertEqual(job.errorLines(containing: message), 1, job.transcript, file: file, line: line)
+        XCTAssertFalse(job.stderr.contains("crashed") || job.stderr.contains("Fatal error"), job.transcript, file: file, line: line)
+    }
+
     /// One clear message from rank 0, a non-zero exit, no hang, nothing half-written.
     func testBadInputGetsOneClearMessage() throws {
-        func expectFailure(_ arguments: [String], _ message: String, ranks: Int = 4, file: StaticString = #filePath, line: UInt = #line) throws {
-            let job = try train(ranks: ranks, arguments, timeout: 120)
-            XCTAssertFalse(job.timedOut, "hung: \(job.transcript)", file: file, line: line)
-            XCTAssertNotEqual(job.status, 0, job.transcript, file: file, line: line)
-            XCTAssertEqual(job.errorLines(containing: message), 1, job.transcript, file: file, line: line)
-            XCTAssertFalse(job.stderr.contains("crashed") || job.stderr.contains("Fatal error"), job.transcript, file: file, line: line)
-        }
         let config = directory.appendingPathComponent("config.json")
         try #"{"steps": 3,"#.write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "does not parse as JSON: unexpected end of file during JSON parse "
+                                                      + "(its last character is at line 1, column 12)")
+        try "{\n  \"steps\": 3\n  \"layers\": 1\n}\n".write(to: config, atomically: true, encoding: .utf8)
+        try expectFailure(["--config", config.path], "does not parse as JSON: invalid value at line 3, column 3")
+        try "[3]".write(to: config, atomically: true, encoding: .utf8)
         try expectFailure(["--config", config.path], "is not a JSON object")
         try #"{"topK": 9}"#.write(to: config, atomically: true, encoding: .utf8)
         try expectFailure(["--config", config.path], "topK (9) cannot exceed experts (8)")
@@ -165,5 +175,27 @@ final class TrainingTests: XCTestCase {
         try #"{"modelWidth": 32, "steps": 4}"#.write(to: config, atomically: true, encoding: .utf8)
         try expectFailure(["--resume", run.path, "--config", config.path], "does not match this model", ranks: 2)
         XCTAssertEqual(try Data(contentsOf: checkpoint), good, "a failed resume changed the checkpoint")
+    }
+
+    /// An --out or --resume that cannot hold a run: one line from rank 0 naming the
+    /// flag and the problem, a non-zero exit, and nothing written anywhere.
+    func testRunDirectoryThatCannotHoldTheRunGetsOneLine() throws {
+        let file = directory.appendingPathComponent("notes.txt")
+        let contents = Data("not a run directory\n".utf8)
+        try contents.write(to: file)
+        try expectFailure(["--out", file.path], "comet-train: error: --out \(file.path) is a file, not a run directory", ranks: 2)
+        XCTAssertEqual(try Data(contentsOf: file), contents, "--out changed the file")
+        try expectFailure(["--out", file.appendingPathComponent("run").path],
+                          "--out \(file.path)/run cannot be created: \(file.path) is a file, not a directory", ranks: 2)
+        try expectFailure(["--resume", file.path], "--resume \(file.path) is a file, not a run directory", ranks: 2)
+        let missing = directory.appendingPathComponent("missing").path
+        try expectFailure(["--resume", missing], "--resume \(missing) does not exist", ranks: 2)
+        try expectFailure(["--resume", directory.path], "--resume \(directory.path) holds no checkpoint.safetensors", ranks: 2)
+        // Rank 0 meets what the checks cannot foresee (procfs refuses new entries even to
+        // root) and tells the others, so the job still ends with one line.
+        let proc = "/proc/comet-\(UUID().uuidString)"
+        try expectFailure(["--out", proc, "--steps", "2"], proc, ranks: 2)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["notes.txt"], "a failed start wrote files")
+        XCTAssertEqual(try Data(contentsOf: file), contents, "a failed start changed the file")
     }
 }
