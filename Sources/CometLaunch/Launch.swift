@@ -13,6 +13,8 @@ public struct RankContext: Sendable {
     /// The world, with the command's wait deadline.
     public let world: Communicator
     public let blas: OpenBLAS.KernelChoice
+    /// The device this rank plays for its lifetime: its worker threads and its clock.
+    public let device: Device
 }
 
 /// A command that runs on every rank of an MPI job.
@@ -47,7 +49,9 @@ public enum Launch {
         do {
             let command = try Root.parseAsRoot()
             if let command = command as? any RankCommand {
-                try run(command, on: RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout), blas: blas))
+                let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout), blas: blas,
+                                          device: Device(clock: WallClock()))
+                try run(command, on: context)
             } else {
                 var command = command  // help, or a group without a subcommand
                 try command.run()

@@ -63,7 +63,7 @@ struct E2EBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world, device = Device(clock: WallClock())
+        let world = context.world, device = context.device
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         let base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
         func trainer(_ kind: ScheduleKind, link: LinkModel) throws -> Trainer {

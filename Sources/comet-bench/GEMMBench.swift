@@ -69,7 +69,7 @@ struct GEMMBench: RankCommand {
             }.max()!
             let rows = Self.tileShapes.map { shape in
                 let single = OpenBLAS.measureGFLOPs(m: shape.m, n: shape.n, k: shape.k, seconds: seconds)
-                let concurrent = Self.concurrentGFLOPs(shape, threads: threads, seconds: seconds)
+                let concurrent = Self.concurrentGFLOPs(shape, threads: threads, seconds: seconds, on: context.device.workers)
                 return Row(shape: shape, single_thread_gflops: single, per_thread_gflops: concurrent, threads: threads,
                            single_thread_of_peak: single / peak, per_thread_of_peak: concurrent / peak)
             }
@@ -90,11 +90,11 @@ struct GEMMBench: RankCommand {
     }
 
     /// Mean GFLOP/s of `threads` threads running `shape` at once, each on its own operands.
-    static func concurrentGFLOPs(_ shape: Shape, threads: Int, seconds: Double) -> Double {
+    static func concurrentGFLOPs(_ shape: Shape, threads: Int, seconds: Double, on workers: WorkerPool) -> Double {
         let results = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
         defer { results.deallocate() }
         let slots = SendableBuffer(results)
-        try? WorkerPool().run(threads) { index in
+        try? workers.run(threads) { index in
             slots.buffer[index] = OpenBLAS.measureGFLOPs(m: shape.m, n: shape.n, k: shape.k, seconds: seconds)
         }
         return results.reduce(0, +) / Double(threads)

@@ -36,7 +36,7 @@ struct LayerBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = options.setup.moe.config, device = Device(clock: WallClock())
+        let world = context.world, config = options.setup.moe.config, device = context.device
         guard let layouts else {
             let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
                                                              blas: context.blas.summary)

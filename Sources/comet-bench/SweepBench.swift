@@ -59,7 +59,7 @@ struct SweepBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        let world = context.world, device = Device(clock: WallClock())
+        let world = context.world, device = context.device
         var rows: [Row] = []
         for axis in self.axis {
             for (label, config) in points(axis, options.setup.moe.config) {

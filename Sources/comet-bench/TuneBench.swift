@@ -29,7 +29,7 @@ struct TuneBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
-        let world = context.world, config = setup.moe.config, device = Device(clock: WallClock())
+        let world = context.world, config = setup.moe.config, device = context.device
         let ranksPerNode = try world.splitByNode().size
         let budget = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount / ranksPerNode)
         guard budget >= 2 else { throw InputError("--threads must be at least 2 (one communicator and one GEMM thread)") }

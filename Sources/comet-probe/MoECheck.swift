@@ -40,7 +40,7 @@ struct MoECheck: RankCommand {
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
         if stallRank && world.size < 2 { throw InputError("--stall-rank needs at least 2 ranks") }
         let link = slowLink ? LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9) : .native
-        let device = Device(clock: WallClock())
+        let device = context.device
 
         // Every rank builds every rank's tokens and the reference from the same seeds.
         let counts = (0..<world.size).map { silentRank && $0 == world.size - 1 ? 0 : tokens }

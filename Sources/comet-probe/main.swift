@@ -60,7 +60,7 @@ extension CometProbe {
             let value: @Sendable (Int, Int) -> Float = { rank, round in Float(round * 1000 + rank) }
             let failures = FailureCount()
 
-            try WorkerPool().run(2) { thread in
+            try context.device.workers.run(2) { thread in
                 if thread == 0 {  // communicator thread
                     for round in 1...rounds {
                         let payload = [Float](repeating: value(world.rank, round), count: block)

@@ -72,7 +72,7 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
         let directory = URL(fileURLWithPath: directoryPath)
-        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, device: Device(clock: WallClock()),
+        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, device: context.device,
                                   runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
