@@ -23,7 +23,7 @@ let package = Package(
         // Element-wise kernels (activations) that the C compiler vectorises.
         .target(name: "CometVector"),
 
-        // Clocks, the timeline, worker threads and waits, and the one error type for bad input.
+        // Clocks, the timeline, worker threads and waits, the one error type for bad input, JSON and files.
         .target(name: "CometCore", dependencies: ["CometShim"]),
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim", "CometCore"]),
         .target(name: "CometKernels", dependencies: ["COpenBLAS", "CometShim", "CometVector"]),

@@ -6,11 +6,12 @@ import Glibc
 
 /// Where comet reads time. Every schedule, the landing board, the all-to-all, the
 /// link, the timeline, the trainer and the benches ask their clock for "now", wait
-/// on it for an event's time, and have it time each piece of work; nothing else
-/// reads a time of day. A rank has one clock for its lifetime (`Device`).
+/// on it for an event's time, and have it time each piece of work. A rank has one
+/// clock for its lifetime (`Device`).
 ///
-/// `WallClock` is the host's monotonic clock. Deadlines (`Backoff`) are not read
-/// from a clock: they bound how long the host waits, whatever time is emulated.
+/// `WallClock` is the host's monotonic clock. What measures the host itself reads
+/// `hostSeconds()` instead: deadlines (`Backoff`), which bound how long the host
+/// waits whatever time is emulated, BLAS rate measurements and the window bench.
 public protocol Clock: Sendable {
     /// Seconds now, for the calling thread.
     func now() -> Double

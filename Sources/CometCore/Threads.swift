@@ -54,7 +54,7 @@ private final class PoolState: Sendable {
 
     func run(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
         let (signals, generation, base) = state.withLock { state in
-            precondition(!state.running, "a worker pool runs one job at a time")
+            if state.running { Job.abort("a worker pool runs one job at a time: a job started another on its own pool") }
             state.running = true
             while state.go.count < count { state.go.append(start(index: state.go.count)) }
             (state.job, state.error) = (body, nil)

@@ -9,6 +9,8 @@ final class CometPass: Sendable {
     let call: LayerCall
     let steps: PassSteps
     let window: CometWindow
+    /// The window's phase this pass is (`CometWindow.publish`).
+    let phase: Int
     let link: LinkClock
     /// Layer1's blocks: column blocks, or one block of every column by rows.
     let blocks: [Range<Int>]
@@ -26,29 +28,39 @@ final class CometPass: Sendable {
     /// Rows one GEMM may take (`ScheduleOptions.tilesPerGEMM` tiles).
     let maxGEMMRows: Int
     let commThreads: Int
-    /// The link is emulated: arrivals are stamped and waited for.
-    let emulated: Bool
 
-    init(call: LayerCall, steps: PassSteps, window: CometWindow, link: LinkClock, blocks: [Range<Int>], options: ScheduleOptions) {
-        (self.call, self.steps, self.window, self.link, self.blocks) = (call, steps, window, link, blocks)
+    init(
+        call: LayerCall, steps: PassSteps, window: CometWindow, phase: Int, link: LinkClock, tileRows: Int, blocks: [Range<Int>],
+        commThreads: Int
+    ) {
+        (self.call, self.steps, self.window, self.phase, self.link, self.blocks) = (call, steps, window, phase, link, blocks)
         let plan = call.plan
-        let tileRows = options.tileRows(for: link.model)
         let order = (0..<plan.ranks).map { (plan.rank + $0) % plan.ranks }
         let tasks = rowTileOrder(plan, order: order, tileRows: tileRows)
         (self.order, self.tasks) = (order, tasks)
         lastTask = Dictionary(tasks.indices.map { (tasks[$0].source, $0) }, uniquingKeysWith: max)
-        emulated = !link.model.isNative
-        board = LandingBoard(tasks, emulated: emulated, clock: link.clock)
+        board = LandingBoard(tasks, emulated: !link.model.isNative, clock: link.clock, timeline: call.timeline,
+                             timeout: call.group.waitTimeout, phase: phase)
         tail = TaskCounter(count: steps.tail.count)
         maxGEMMRows = ScheduleOptions.tilesPerGEMM * tileRows
-        commThreads = options.commThreads
+        self.commThreads = commThreads
     }
 
     var plan: RoutingPlan { call.plan }
     var timeline: Timeline { call.timeline }
     var clock: any Clock { link.clock }
     var timeout: Double { call.group.waitTimeout }
-    var phase: Int { window.phase }
+
+    /// Communicator thread `index`'s sources: every `commThreads`-th rank in pull order.
+    func sources(of index: Int) -> Set<Int> {
+        Set(order.indices.filter { $0 % commThreads == index }.map { order[$0] })
+    }
+
+    /// Communicator thread `index`'s tasks, in pull order.
+    func tasks(of index: Int) -> [Int] {
+        let sources = sources(of: index)
+        return tasks.indices.filter { sources.contains(tasks[$0].source) }
+    }
 
     /// Pulls task `task`'s rows, books them on the link and posts them on the board.
     func pull(task: Int, thread: Int) throws {
@@ -78,7 +90,7 @@ final class CometPass: Sendable {
 
     /// When every rank's push of `block` is here; infinity while some are missing.
     func arrivalTime(block: Int) throws -> Double {
-        try window.arrivalTime(block: block, stamped: emulated)
+        try window.arrivalTime(block: block, phase: phase)
     }
 
     /// The top-k reduce of `block`'s columns, once every rank's rows of it are home.

@@ -62,26 +62,15 @@ struct PendingPulls {
     private var published = Set<Int>()
 
     init(_ pass: CometPass, index: Int) {
-        tasks = Self.tasks(of: index, pass)
-        silent = Self.sources(of: index, pass).filter { pass.lastTask[$0] == nil }
-    }
-
-    /// Communicator thread `index`'s sources.
-    static func sources(of index: Int, _ pass: CometPass) -> Set<Int> {
-        Set(pass.order.indices.filter { $0 % pass.commThreads == index }.map { pass.order[$0] })
-    }
-
-    /// Communicator thread `index`'s tasks, in pull order.
-    static func tasks(of index: Int, _ pass: CometPass) -> [Int] {
-        let sources = sources(of: index, pass)
-        return pass.tasks.indices.filter { sources.contains(pass.tasks[$0].source) }
+        tasks = pass.tasks(of: index)
+        silent = pass.sources(of: index).filter { pass.lastTask[$0] == nil }
     }
 
     var isDone: Bool { tasks.isEmpty && silent.isEmpty }
 
     /// The first task in pull order whose source has published, taken off the list.
     mutating func takePublished(_ pass: CometPass) throws -> Int? {
-        for position in tasks.indices where try hasPublished(pass.tasks[tasks[position]].source, pass.window) {
+        for position in tasks.indices where try hasPublished(pass.tasks[tasks[position]].source, pass) {
             return tasks.remove(at: position)
         }
         return nil
@@ -90,7 +79,7 @@ struct PendingPulls {
     /// The silent sources that have published, taken off the list.
     mutating func takePublishedSilent(_ pass: CometPass) throws -> [Int] {
         var found: [Int] = []
-        for source in silent where try hasPublished(source, pass.window) { found.append(source) }
+        for source in silent where try hasPublished(source, pass) { found.append(source) }
         silent.subtract(found)
         return found
     }
@@ -100,10 +89,10 @@ struct PendingPulls {
         Set(tasks.map { pass.tasks[$0].source }).union(silent).subtracting(published).sorted()
     }
 
-    /// Whether `source` has published this phase (remembered once seen).
-    private mutating func hasPublished(_ source: Int, _ window: CometWindow) throws -> Bool {
+    /// Whether `source` has published this pass's phase (remembered once seen).
+    private mutating func hasPublished(_ source: Int, _ pass: CometPass) throws -> Bool {
         if published.contains(source) { return true }
-        guard try window.hasPublished(source) else { return false }
+        guard try pass.window.hasPublished(source, phase: pass.phase) else { return false }
         published.insert(source)
         return true
     }
@@ -118,8 +107,7 @@ struct ComputeRows {
 
     func run(thread: Int) throws {
         let experts = pass.call.experts
-        while let work = pass.board.take(maxRows: pass.maxGEMMRows, timeout: pass.timeout, phase: pass.phase,
-                                         timeline: pass.timeline, thread: thread) {
+        while let work = pass.board.take(maxRows: pass.maxGEMMRows, thread: thread) {
             let sources = work.sources.map(String.init).joined(separator: ",")
             pass.timeline.recordGEMM(thread: thread, "rows \(work.rows) from ranks \(sources), expert \(work.expert)",
                                      ["half": "layer0", "peers": sources, "expert": "\(work.expert)", "rows": "\(work.rows)"]) {

@@ -24,19 +24,32 @@ import CometMPI
 /// w * dy; row tiles of dGEMM2, the activation and dW2 as rows land), the backward
 /// of dispatch is a combine (dx pushed home and summed); dW1 fills the tail.
 public final class CometSchedule: MoESchedule {
-    /// How layer1 (GEMM2 and the combine) is cut.
+    /// How layer1 (GEMM2 and the combine) is cut: which `Layer1Strategy` each pass runs.
     public enum Layer1: Sendable {
         /// As in the paper: once all of layer0 is done, column blocks over every row,
-        /// each pushed home and top-k-reduced there while the next block computes.
+        /// each pushed home and top-k-reduced there while the next block computes
+        /// (`ColumnBlocks`).
         case columns
         /// Right after a landed row group's GEMM1, its GEMM2 over every column, pushed
-        /// home at once; the home reduces when every rank's rows are in. The combine
-        /// then queues right behind the dispatch on each link, and layer1's GEMMs
-        /// spread over layer0's, at the price of a reduce that is not overlapped.
+        /// home at once; the home reduces when every rank's rows are in (`RowPushes`).
+        /// The combine then queues right behind the dispatch on each link, and layer1's
+        /// GEMMs spread over layer0's, at the price of a reduce that is not overlapped.
         case rows
+
+        var scheduleName: String { self == .columns ? "comet" : "comet-rows" }
+
+        /// Layer1's blocks of `0..<modelWidth` on `link`: column blocks, or by rows one
+        /// block of every column (its flags and stamps say when all rows are home).
+        func blocks(_ options: ScheduleOptions, link: LinkModel, modelWidth: Int) -> [Range<Int>] {
+            self == .rows ? [0..<modelWidth] : options.columnBlocks(for: link, modelWidth: modelWidth)
+        }
+
+        func strategy(for pass: CometPass) -> any Layer1Strategy {
+            self == .columns ? ColumnBlocks(pass) : RowPushes(pass)
+        }
     }
 
-    public var name: String { layer1 == .columns ? "comet" : "comet-rows" }
+    public var name: String { layer1.scheduleName }
     public let tiling: ScheduleTiling
     let options: ScheduleOptions
     let layer1: Layer1
@@ -44,7 +57,9 @@ public final class CometSchedule: MoESchedule {
     let device: Device
     let window: CometWindow
     let buffers: ExpertBuffers
-    /// Layer1's blocks: column blocks, or one block of every column by rows.
+    /// Layer0's transfer tiles, rows.
+    let tileRows: Int
+    /// Layer1's blocks (`Layer1.blocks`).
     let blocks: [Range<Int>]
 
     /// Chooses tiles and blocks for `link` and allocates the window on `group`. Collective.
@@ -54,21 +69,22 @@ public final class CometSchedule: MoESchedule {
     ) throws {
         (self.options, self.layer1, self.link, self.device) = (options, layer1, link, device)
         let n = config.modelWidth
-        blocks = layer1 == .rows ? [0..<n] : options.columnBlocks(for: link.model, modelWidth: n)
-        tiling = ScheduleTiling(tileRows: options.tileRows(for: link.model), columnBlocks: layer1 == .columns ? blocks : nil)
+        tileRows = options.tileRows(for: link.model)
+        blocks = layer1.blocks(options, link: link.model, modelWidth: n)
+        tiling = ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil)
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
         let layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: n, ranks: group.size,
                                   tensorParallel: tensorParallel, blocks: blocks.count)
-        window = try CometWindow(layout: layout, group: group, forcePutGet: forcePutGet)
+        window = try CometWindow(layout: layout, group: group, stamped: !link.model.isNative, forcePutGet: forcePutGet)
     }
 
     public func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws {
         let plan = call.plan, buffers = self.buffers
         buffers.reserve(rows: plan.receivedRows)
-        try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
+        let phase = try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
             HomeRows.pack(x, plan, rows: 0..<(plan.tokens * plan.topK), into: send)
         }
-        try run(call, PassSteps(
+        try run(call, phase: phase, PassSteps(
             received: buffers.x,
             rowTile: { experts, expert, rows in experts.forwardUp(expert, rows: rows, buffers) },
             columnBlock: { experts, expert, rows, columns in experts.forwardDown(expert, rows: rows, columns: columns, buffers) },
@@ -83,7 +99,7 @@ public final class CometSchedule: MoESchedule {
         let plan = call.plan, returned = window.returnRows, buffers = self.buffers
         var weightGradients: [Float] = []
         // The expert outputs are still in the return rows: no rank pushes before it has pulled what this publishes.
-        try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
+        let phase = try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
             weightGradients = HomeRows.weightGradients(dy, returned, plan)
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)
         }
@@ -92,7 +108,7 @@ public final class CometSchedule: MoESchedule {
             let rows = plan.expertRows(expert)
             return { $0.accumulateUpGradient(expert, rows: rows, buffers) }
         }
-        try run(call, PassSteps(
+        try run(call, phase: phase, PassSteps(
             received: buffers.dy,
             rowTile: { experts, expert, rows in
                 experts.backwardDown(expert, rows: rows, buffers) + experts.accumulateDownGradient(expert, rows: rows, buffers)
@@ -107,13 +123,11 @@ public final class CometSchedule: MoESchedule {
     /// Frees the window. Collective.
     public func release() throws { try window.free() }
 
-    /// One pass on the rank's workers: communicator threads first, then GEMM threads.
-    private func run(_ call: LayerCall, _ steps: PassSteps) throws {
-        let pass = CometPass(call: call, steps: steps, window: window, link: link, blocks: blocks, options: options)
-        let layer1: any Layer1Strategy = switch self.layer1 {
-        case .columns: ColumnBlocks(pass)
-        case .rows: RowPushes(pass)
-        }
+    /// Phase `phase` on the rank's workers: communicator threads first, then GEMM threads.
+    private func run(_ call: LayerCall, phase: Int, _ steps: PassSteps) throws {
+        let pass = CometPass(call: call, steps: steps, window: window, phase: phase, link: link, tileRows: tileRows, blocks: blocks,
+                             commThreads: options.commThreads)
+        let layer1 = self.layer1.strategy(for: pass)
         let communicators = options.commThreads
         try device.workers.run(communicators + options.gemmThreads) { index in
             let thread = index + 1  // timeline track; 0 is the rank's main thread

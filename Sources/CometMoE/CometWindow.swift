@@ -2,24 +2,29 @@ import CometCore
 import CometKernels
 import CometMPI
 
-/// Comet's symmetric buffer and the protocol on it (Comet's third idea): each rank
+/// Comet's symmetric buffer and the protocol on it (one-sided communication on
+/// symmetric buffers, the third idea in the paper's design): each rank
 /// publishes its rows in send order and tells every rank; peers pull them with
 /// one-sided gets and count their pulls on the source; expert ranks push results
 /// straight into the home ranks' windows and announce each block's arrival time.
 ///
 /// Flags are counters that only grow: a phase (one layer call) waits for values
-/// that count the phases so far, so no flag is ever reset. `publish` moves to the
-/// next phase on the calling thread, before any worker of the phase starts; the
-/// other methods may be called from any thread during the phase.
+/// that count the phases so far, so no flag is ever reset. `publish` starts the
+/// next phase and returns its number, which the phase's threads pass to the other
+/// methods; those may be called from any thread.
 final class CometWindow: @unchecked Sendable {
     let window: SymmetricWindow
     let layout: WindowLayout
+    /// Pushes carry arrival stamps (the link is emulated); else a block has come
+    /// home as soon as every rank's push is in.
+    let stamped: Bool
     /// Layer calls so far (phases).
-    private(set) var phase = 0
+    private var phase = 0
 
     /// Allocates the window on `group`. Collective.
-    init(layout: WindowLayout, group: Communicator, forcePutGet: Bool) throws {
+    init(layout: WindowLayout, group: Communicator, stamped: Bool, forcePutGet: Bool) throws {
         self.layout = layout
+        self.stamped = stamped
         window = try SymmetricWindow(communicator: group, byteCount: layout.byteCount, flagCount: layout.flagCount,
                                      forcePutGet: forcePutGet)
     }
@@ -31,19 +36,20 @@ final class CometWindow: @unchecked Sendable {
     /// Rung whenever a flag of this rank's is raised (direct path; nil on put/get).
     var doorbell: Doorbell? { window.localDoorbell }
 
-    /// Starts a phase: waits until every rank has pulled what this rank published
-    /// last time, fills `sendRows` with `fill` (recorded on `timeline`), and tells
-    /// every rank it is ready.
-    func publish(rows: Int, timeline: Timeline, _ fill: (MatrixView) -> Void) throws {
+    /// Starts a phase and returns its number: waits until every rank has pulled what
+    /// this rank published last time, fills `sendRows` with `fill` (recorded on
+    /// `timeline`), and tells every rank it is ready. On the rank's main thread.
+    func publish(rows: Int, timeline: Timeline, _ fill: (MatrixView) -> Void) throws -> Int {
         precondition(rows <= layout.capacity, "more tokens than the layer was built for")
         try window.waitForFlag(layout.pulledFlag, toReach: UInt64(phase * ranks), "every rank's pull of phase \(phase) rows from here")
         phase += 1
         timeline.record(.local, thread: 0, "pack") { fill(sendRows) }
         for rank in 0..<ranks { try window.setFlag(layout.readyFlag(source: me), to: UInt64(phase), onRank: rank) }
+        return phase
     }
 
-    /// Whether `source` has published this phase's rows.
-    func hasPublished(_ source: Int) throws -> Bool {
+    /// Whether `source` has published the rows of `phase`.
+    func hasPublished(_ source: Int, phase: Int) throws -> Bool {
         try window.flag(layout.readyFlag(source: source)) >= UInt64(phase)
     }
 
@@ -78,9 +84,9 @@ final class CometWindow: @unchecked Sendable {
         try window.addToFlag(layout.arrivedFlag(block: block), 1, onRank: home)
     }
 
-    /// When every rank's push of `block` is here, by the arrival times they announced;
-    /// infinity while some are missing. `stamped`: the link is emulated (else 0 once all are in).
-    func arrivalTime(block: Int, stamped: Bool) throws -> Double {
+    /// When every rank's push of `block` in `phase` is here, by the arrival times they
+    /// announced (0 once all are in, unstamped); infinity while some are missing.
+    func arrivalTime(block: Int, phase: Int) throws -> Double {
         guard try window.flag(layout.arrivedFlag(block: block)) >= UInt64(phase * ranks) else { return .infinity }
         guard stamped else { return 0 }
         return (0..<ranks).map {
@@ -88,12 +94,12 @@ final class CometWindow: @unchecked Sendable {
         }.max() ?? 0
     }
 
-    /// Marks `block` of this phase computed by this rank's GEMM threads (rings the doorbell).
-    func markComputed(block: Int) throws {
+    /// Marks `block` of `phase` computed by this rank's GEMM threads (rings the doorbell).
+    func markComputed(block: Int, phase: Int) throws {
         try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
     }
 
-    func isComputed(block: Int) throws -> Bool {
+    func isComputed(block: Int, phase: Int) throws -> Bool {
         try window.flag(layout.computedFlag(block: block)) >= UInt64(phase)
     }
 

@@ -32,10 +32,14 @@ final class LandingBoard: Sendable {
     private let landings = ThreadFlag()
     private let emulated: Bool
     private let clock: any Clock
+    /// Where waits are recorded, how long one may last, and the window's phase (for its report).
+    private let timeline: Timeline
+    private let timeout: Double
+    private let phase: Int
 
     /// `tasks` in pull order (`rowTileOrder`); `emulated`: the link is emulated,
     /// so rows are usable only once their link-model arrival time on `clock` has passed.
-    init(_ tasks: [RowTile], emulated: Bool, clock: any Clock) {
+    init(_ tasks: [RowTile], emulated: Bool, clock: any Clock, timeline: Timeline, timeout: Double, phase: Int) {
         let byRow = tasks.indices.sorted { tasks[$0].rows.lowerBound < tasks[$1].rows.lowerBound }
         var position = [Int](repeating: 0, count: tasks.count)
         for (index, task) in byRow.enumerated() { position[task] = index }
@@ -43,6 +47,7 @@ final class LandingBoard: Sendable {
         self.position = position
         self.emulated = emulated
         self.clock = clock
+        (self.timeline, self.timeout, self.phase) = (timeline, timeout, phase)
     }
 
     /// Posts that the rows of task `task` have landed, usable from `arrival`.
@@ -53,8 +58,8 @@ final class LandingBoard: Sendable {
 
     /// The next rows to compute (at most `maxRows` of one expert, starting with the
     /// earliest-pulled landed tile), waiting until some have arrived; nil once every
-    /// row has been taken. The wait, if any, is recorded on `timeline` for `thread`.
-    func take(maxRows: Int, timeout: Double, phase: Int, timeline: Timeline, thread: Int) -> LandedRows? {
+    /// row has been taken. The wait, if any, is recorded on the timeline for `thread`.
+    func take(maxRows: Int, thread: Int) -> LandedRows? {
         let waitStart = clock.now()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         while true {

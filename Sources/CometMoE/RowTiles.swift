@@ -1,5 +1,5 @@
-/// How comet cuts rows into tiles: plain and ramped runs of rows, and layer0's
-/// tiles in the order in which they are pulled.
+// How comet cuts rows into tiles: plain and ramped runs of rows, and layer0's
+// tiles in the order in which they are pulled.
 
 /// `rows` cut into consecutive tiles of at most `size` rows.
 public func tiles(_ rows: Range<Int>, size: Int) -> [Range<Int>] {

@@ -93,17 +93,3 @@ public enum ChromeTrace {
         let displayTimeUnit: String
     }
 }
-
-/// Writes `data` to `path` atomically, or fails with a clear message.
-public func save(_ data: Data, to path: String) throws {
-    do {
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw TraceError(description: "cannot write \(path): \(error.localizedDescription)")
-    }
-}
-
-/// A trace that could not be written.
-public struct TraceError: Error, CustomStringConvertible {
-    public let description: String
-}

@@ -140,10 +140,7 @@ public final class Trainer {
             tokens_per_s: Double(trained * config.globalBatch * t) / max(wall, 1e-9), schedule: config.schedule.rawValue,
             layout: groups.layout.description, ranks: world.size, steps: optimizer.step, wall_seconds: wall)
         if world.rank == 0, let runDirectory {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try encoder.encode(summary).write(to: runDirectory.appendingPathComponent("summary.json"), options: .atomic)
+            try writeJSON(summary, to: runDirectory.appendingPathComponent("summary.json").path)
         }
         return summary
     }

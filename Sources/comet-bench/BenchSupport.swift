@@ -4,8 +4,8 @@ import CometMoE
 import CometMPI
 import Foundation
 
-/// What every benchmark shares: runs interleaved in rounds, the emulated link
-/// calibrated in the same run, medians, tables and JSON.
+// What every benchmark shares: runs interleaved in rounds, the emulated link
+// calibrated in the same run, medians and tables (JSON goes through `writeJSON`).
 
 /// Runs `measure(index)` for `count` variants in rounds, `warmup` rounds first and
 /// then `rounds` kept, rotating the order each round so that no variant always
@@ -42,11 +42,13 @@ struct Calibration: Codable {
     /// backward, in every MoE layer measured.
     let exchanges: Int
 
-    /// Runs `sample` three times (a measurement of the GEMM seconds, FLOPs and the
-    /// busiest pair's bytes, on this rank) and keeps the median. Collective.
+    /// Runs `sample` (a measurement of the GEMM seconds, FLOPs and the busiest pair's
+    /// bytes, on this rank) once to warm up and three times more, and keeps the
+    /// median of those three. Collective.
     static func measure(
         _ world: Communicator, exchanges: Int, _ sample: () throws -> (gemmSeconds: Double, flops: Double, busiestPairBytes: Int)
     ) throws -> Calibration {
+        _ = try sample()
         var seconds: [Double] = [], flops = 0.0, bytes = 0
         for _ in 0..<3 {
             let measured = try sample()
@@ -79,19 +81,6 @@ func median(_ values: [Double]) -> Double {
 /// `text` padded with spaces to `width` characters, for table columns.
 func padded(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
-}
-
-/// Writes `value` as pretty JSON, through a temporary file and a rename.
-func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    // A native link has infinite bandwidth; a run without sequential has no speedup.
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    do {
-        try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw InputError("cannot write \(path): \(error.localizedDescription)")
-    }
 }
 
 /// "<schedule> reaches X% of the bound's speedup" for every comet variant among `speedups`.

@@ -1,0 +1,91 @@
+import CometCore
+import CometKernels
+import CometMPI
+
+/// The paper's layer1: once every row's layer0 is done, GEMM threads compute
+/// column blocks across all local experts; communicator threads push each block
+/// home as soon as it is computed, and top-k-reduce the blocks that have come home
+/// from every rank, while the GEMM threads go on with the next block. Only the last
+/// block is exposed.
+struct ColumnBlocks: Layer1Strategy {
+    let pass: CometPass
+    /// Hands out the blocks to GEMM threads.
+    let next: TaskCounter
+    /// Communicator threads whose pulls are done.
+    let pullsDone = ThreadFlag()
+    /// Each home's tiles: what one push of a block carries there.
+    let tilesOf: [Int: [RowTile]]
+
+    init(_ pass: CometPass) {
+        self.pass = pass
+        next = TaskCounter(count: pass.blocks.count)
+        tilesOf = Dictionary(grouping: pass.tasks, by: \.source)
+    }
+
+    func communicator(index: Int) -> any Layer1Communicator { BlockPusher(strategy: self, index: index) }
+
+    /// Nothing: layer1 starts once every row's layer0 is done.
+    func computed(_ rows: LandedRows, thread: Int) {}
+
+    func afterLayer0(thread: Int) throws {
+        let (plan, experts) = (pass.plan, pass.call.experts)
+        while let block = next.take() {
+            let columns = pass.blocks[block]
+            pass.timeline.recordGEMM(thread: thread, "column block \(block)",
+                                     ["half": "layer1", "block": "\(block)", "columns": "\(columns)"]) {
+                (0..<plan.expertsPerRank).reduce(0) { $0 + pass.steps.columnBlock(experts, $1, plan.expertRows($1), columns) }
+            }
+            try pass.window.markComputed(block: block, phase: pass.phase)
+        }
+    }
+}
+
+/// A communicator thread's column blocks: every `commThreads`-th block, pushed to
+/// every home as it is computed and reduced here once it has come home.
+struct BlockPusher: Layer1Communicator {
+    let strategy: ColumnBlocks
+    let index: Int
+
+    /// Pushes and reduces this thread's blocks once every communicator thread's
+    /// pulls are done (the other parts are the protocol's: nothing between pulls).
+    func finish(thread: Int) throws {
+        let pass = strategy.pass
+        // Every source has published this phase before any block is pushed.
+        strategy.pullsDone.add(1)
+        strategy.pullsDone.wait(toReach: pass.commThreads, timeout: pass.timeout,
+                                "the other communicator threads' pulls (phase \(pass.phase))")
+        let mine = pass.blocks.indices.filter { $0 % pass.commThreads == index }
+        var (pushed, reduced) = (0, 0)
+        var backoff = Backoff(timeout: pass.timeout)
+        while reduced < mine.count {
+            let seen = pass.window.doorbell?.value ?? 0
+            if pushed < mine.count, try pass.window.isComputed(block: mine[pushed], phase: pass.phase) {
+                try push(block: mine[pushed], thread: thread)
+                pushed += 1
+                backoff = Backoff(timeout: pass.timeout)
+                continue
+            }
+            let homeAt = try pass.arrivalTime(block: mine[reduced])
+            if homeAt <= pass.clock.now() {
+                pass.reduce(block: mine[reduced], thread: thread)
+                reduced += 1
+                backoff = Backoff(timeout: pass.timeout)
+            } else {
+                // Sleep until a block is computed or pushed here, or the next one's pushes land.
+                pass.sleep(&backoff, seen: seen, until: homeAt, thread: thread, waitingFor: "a block to finish or come home",
+                           "waited \(pass.timeout) s in phase \(pass.phase) for block \(mine[min(pushed, mine.count - 1)]) "
+                               + "to be computed or block \(mine[reduced]) to come home from every rank")
+            }
+        }
+    }
+
+    /// Pushes `block` to every home, others first, and announces its arrival there.
+    private func push(block: Int, thread: Int) throws {
+        let pass = strategy.pass
+        for home in pass.order.dropFirst() + [pass.plan.rank] {
+            let arrival = try pass.push(strategy.tilesOf[home] ?? [], to: home, columns: pass.blocks[block], thread: thread,
+                                        "push block \(block) to rank \(home)")
+            try pass.window.announce(block: block, to: home, arrival: arrival)
+        }
+    }
+}
