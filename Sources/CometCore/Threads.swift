@@ -13,14 +13,24 @@ import Glibc
 ///
 /// One job at a time, from one thread: a job must not start another on its pool.
 public final class WorkerPool: Sendable {
-    private let shared = PoolState()
+    /// What happens when a worker's part of a job throws.
+    public enum Failure: Sendable {
+        /// The first error is rethrown by `run` once every worker has finished.
+        case rethrow
+        /// The job is aborted at once with the error (`Job.abort`): the other workers
+        /// of a layer call wait for the failed one's flags, and would otherwise time
+        /// out with a report of their wait instead of the error.
+        case abortJob
+    }
 
-    public init() {}
+    private let shared: PoolState
+
+    public init(onFailure failure: Failure) { shared = PoolState(failure: failure) }
 
     deinit { shared.stop() }
 
     /// Runs `body(index)` for index 0..<count, each on its own worker thread, and
-    /// waits for all of them. The first error thrown is rethrown once all have finished.
+    /// waits for all of them. An error thrown is handled as the pool's `Failure` says.
     public func run(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
         precondition(count >= 1, "a job needs at least one thread")
         try shared.run(count, body)
@@ -51,6 +61,9 @@ private final class PoolState: Sendable {
     private let state = Mutex(State())
     /// Job runs finished by any worker, over the pool's life.
     private let finished = ThreadFlag()
+    private let failure: WorkerPool.Failure
+
+    init(failure: WorkerPool.Failure) { self.failure = failure }
 
     func run(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
         let (signals, generation, base) = state.withLock { state in
@@ -103,6 +116,7 @@ private final class PoolState: Sendable {
             do {
                 try job(index)
             } catch {
+                if failure == .abortJob { Job.abort("\(error)") }
                 state.withLock { if $0.error == nil { $0.error = error } }
             }
             finished.add(1)

@@ -9,7 +9,7 @@ final class WorkerPoolTests: XCTestCase {
     /// Jobs of different widths on one pool: every index runs once per job, and the
     /// pool keeps its threads (the same thread serves index 0 every time).
     func testJobsReuseTheirThreads() throws {
-        let pool = WorkerPool()
+        let pool = WorkerPool(onFailure: .rethrow)
         let runs = Mutex<[Int: Int]>([:])
         let threadOfZero = Mutex<Set<UInt64>>([])
         for count in [3, 1, 4, 2] {
@@ -26,7 +26,7 @@ final class WorkerPoolTests: XCTestCase {
     /// the pool still runs the next job.
     func testErrorsComeBackAndThePoolGoesOn() throws {
         struct Failure: Error, Equatable { let index: Int }
-        let pool = WorkerPool()
+        let pool = WorkerPool(onFailure: .rethrow)
         let finished = Atomic<Int>(0)
         XCTAssertThrowsError(try pool.run(3) { index in
             defer { finished.add(1, ordering: .relaxed) }
@@ -40,7 +40,7 @@ final class WorkerPoolTests: XCTestCase {
 
     /// Workers of one job wait for each other through a flag (they really run at once).
     func testWorkersOfOneJobRunConcurrently() throws {
-        let pool = WorkerPool()
+        let pool = WorkerPool(onFailure: .rethrow)
         let arrived = ThreadFlag()
         try pool.run(4) { _ in
             arrived.add(1)
