@@ -14,32 +14,25 @@ public enum TunedSplit {
     ) throws -> (split: WorkloadSplit, reason: String) {
         let ranksPerNode = try world.splitByNode().size
         var chosen: (split: WorkloadSplit, reason: String)?
-        var failure: String?
-        if world.rank == 0 {
-            do {
-                let table = try tablePath.map { try TuningTable.load($0) }
-                let key = TuningKey(config: config, ranks: world.size, tensorParallel: tensorParallel, link: link.name,
-                                    machine: TuningKey.thisMachine(blasCore: OpenBLAS.coreName))
-                var rates: [[Int]: Double] = [:]
-                chosen = AdaptiveAssignment.choose(
-                    key, table: table, link: link, cores: ProcessInfo.processInfo.activeProcessorCount, ranksPerNode: ranksPerNode,
-                    gemmGFLOPs: { m, n, k in
-                        if let rate = rates[[m, n, k]] { return rate }
-                        let rate = OpenBLAS.measureGFLOPs(m: m, n: n, k: k, seconds: 0.02)
-                        rates[[m, n, k]] = rate
-                        return rate
-                    })
-            } catch {
-                failure = "\(error)"
-            }
+        try world.onRankZero {
+            let table = try tablePath.map { try TuningTable.load($0) }
+            let key = TuningKey(config: config, ranks: world.size, tensorParallel: tensorParallel, link: link.name,
+                                machine: TuningKey.thisMachine(blasCore: OpenBLAS.coreName))
+            var rates: [[Int]: Double] = [:]
+            chosen = AdaptiveAssignment.choose(
+                key, table: table, link: link, cores: ProcessInfo.processInfo.activeProcessorCount, ranksPerNode: ranksPerNode,
+                gemmGFLOPs: { m, n, k in
+                    if let rate = rates[[m, n, k]] { return rate }
+                    let rate = OpenBLAS.measureGFLOPs(m: m, n: n, k: k, seconds: 0.02)
+                    rates[[m, n, k]] = rate
+                    return rate
+                })
         }
         let split = chosen?.split ?? .fixedDefault
-        var message = [Int64(failure == nil ? 1 : 0), Int64(split.commThreads), Int64(split.gemmThreads),
-                       Int64(split.tileRows), Int64(split.blockColumns)]
+        var message = [split.commThreads, split.gemmThreads, split.tileRows, split.blockColumns].map { Int64($0) }
         try world.broadcast(&message, root: 0)
-        guard message[0] == 1 else { throw InputError(failure ?? "rank 0 could not read the tuning table") }
-        return (WorkloadSplit(commThreads: Int(message[1]), gemmThreads: Int(message[2]), tileRows: Int(message[3]),
-                              blockColumns: Int(message[4])),
+        return (WorkloadSplit(commThreads: Int(message[0]), gemmThreads: Int(message[1]), tileRows: Int(message[2]),
+                              blockColumns: Int(message[3])),
                 chosen?.reason ?? "")
     }
 }

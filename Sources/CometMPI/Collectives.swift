@@ -174,3 +174,20 @@ extension Communicator {
         }
     }
 }
+
+extension Communicator {
+    /// Runs `body` on rank 0 alone (reading a file, writing the run directory) and
+    /// tells every rank whether it worked: if it threw, every rank throws an
+    /// `InputError`, rank 0's with the error's own words, so that the failure is one
+    /// uniform message rather than rank 0 leaving the others in the next collective.
+    /// Collective.
+    public func onRankZero(_ body: () throws -> Void) throws {
+        var failure: String?
+        if rank == 0 {
+            do { try body() } catch { failure = "\(error)" }
+        }
+        var succeeded = [Int64(failure == nil ? 1 : 0)]
+        try broadcast(&succeeded, root: 0)
+        guard succeeded[0] == 1 else { throw InputError(failure ?? "rank 0 failed; it reports why") }
+    }
+}

@@ -15,12 +15,12 @@ enum AllToAll {
     /// Sends send-order rows `rows` [T k, N] to their experts and leaves them in
     /// `received` [R, N], expert-major. `staging` holds at least R rows.
     static func dispatch(
-        _ rows: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, link: LinkClock, staging: MatrixView, into received: MatrixView
+        _ rows: MatrixView, _ plan: RoutingPlan, group: Communicator, link: LinkClock, staging: MatrixView, into received: MatrixView
     ) throws {
         let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
         try exchange(rows, sendCounts: ranges.map(\.count), sendOffsets: ranges.map(\.lowerBound),
                      into: staging, receiveCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, receiveOffsets: nil,
-                     call.group, link)
+                     group, link)
         reorder(plan, wire: staging, buffer: received, toBuffer: true)
     }
 
@@ -28,14 +28,14 @@ enum AllToAll {
     /// they land in send order in `returned` [TP T k, N], each TP index's partial
     /// results in its own region.
     static func combine(
-        _ results: MatrixView, _ plan: RoutingPlan, _ call: LayerCall, link: LinkClock, staging: MatrixView, into returned: MatrixView
+        _ results: MatrixView, _ plan: RoutingPlan, group: Communicator, link: LinkClock, staging: MatrixView, into returned: MatrixView
     ) throws {
         reorder(plan, wire: staging, buffer: results, toBuffer: false)
         let ranges = (0..<plan.ranks).map { plan.sendRange(destination: $0) }
         try exchange(staging, sendCounts: (0..<plan.ranks).map { plan.receiveCount(source: $0) }, sendOffsets: nil,
                      into: returned, receiveCounts: ranges.map(\.count),
                      receiveOffsets: (0..<plan.ranks).map { plan.returnSlot(from: $0) * plan.routedRows + ranges[$0].lowerBound },
-                     call.group, link)
+                     group, link)
     }
 
     /// Copies rows between the wire's source-major order and the expert-major buffer.

@@ -43,10 +43,6 @@ public final class ChunkedSchedule: MoESchedule {
             buffers.expert.reserve(rows: plan.receivedRows)
             self.buffers = buffers.expert
         }
-
-        func call(_ whole: LayerCall) -> LayerCall {
-            LayerCall(plan: plan, routing: whole.routing, experts: whole.experts, group: whole.group, timeline: whole.timeline)
-        }
     }
 
     private var chunks: [Chunk] = []
@@ -74,7 +70,7 @@ public final class ChunkedSchedule: MoESchedule {
             call,
             send: { chunk in
                 HomeRows.pack(x.rows(chunk.tokens), chunk.plan, rows: 0..<(chunk.plan.tokens * k), into: chunk.send)
-                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.buffers.x)
+                try AllToAll.dispatch(chunk.send, chunk.plan, group: call.group, link: link, staging: chunk.wire, into: chunk.buffers.x)
             },
             tasks: { chunk in
                 (0..<chunk.plan.expertsPerRank).map { expert in
@@ -86,7 +82,7 @@ public final class ChunkedSchedule: MoESchedule {
                 }
             },
             receive: { chunk in
-                try AllToAll.combine(chunk.buffers.y, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.returned)
+                try AllToAll.combine(chunk.buffers.y, chunk.plan, group: call.group, link: link, staging: chunk.wire, into: chunk.returned)
                 HomeRows.reduce(chunk.returned, chunk.plan, weights: chunk.weights, columns: 0..<x.columns, into: y.rows(chunk.tokens))
             })
     }
@@ -101,7 +97,7 @@ public final class ChunkedSchedule: MoESchedule {
             call,
             send: { chunk in
                 HomeRows.packScaled(dy.rows(chunk.tokens), chunk.plan, weights: chunk.weights, into: chunk.send)
-                try AllToAll.dispatch(chunk.send, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.buffers.dy)
+                try AllToAll.dispatch(chunk.send, chunk.plan, group: call.group, link: link, staging: chunk.wire, into: chunk.buffers.dy)
             },
             tasks: { chunk in
                 (0..<chunk.plan.expertsPerRank).map { expert in
@@ -115,7 +111,7 @@ public final class ChunkedSchedule: MoESchedule {
                 }
             },
             receive: { chunk in
-                try AllToAll.combine(chunk.buffers.dx, chunk.plan, chunk.call(call), link: link, staging: chunk.wire, into: chunk.returned)
+                try AllToAll.combine(chunk.buffers.dx, chunk.plan, group: call.group, link: link, staging: chunk.wire, into: chunk.returned)
                 HomeRows.reduce(chunk.returned, chunk.plan, weights: nil, columns: 0..<dy.columns, into: dx.rows(chunk.tokens))
             })
         return weightGradients

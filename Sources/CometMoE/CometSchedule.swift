@@ -50,7 +50,7 @@ public final class CometSchedule: MoESchedule {
     }
 
     public var name: String { layer1.scheduleName }
-    public let tiling: ScheduleTiling
+    public var tiling: ScheduleTiling { ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil) }
     let options: ScheduleOptions
     let layer1: Layer1
     let link: LinkClock
@@ -71,7 +71,6 @@ public final class CometSchedule: MoESchedule {
         let n = config.modelWidth
         tileRows = options.tileRows(for: link.model)
         blocks = layer1.blocks(options, link: link.model, modelWidth: n)
-        tiling = ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil)
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
         let layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: n, ranks: group.size,
                                   tensorParallel: tensorParallel, blocks: blocks.count)

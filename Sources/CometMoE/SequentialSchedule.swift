@@ -26,11 +26,11 @@ public final class SequentialSchedule: MoESchedule {
         buffers.reserve(rows: plan.receivedRows)
         let send = sendRows.rows(rows), returned = returnedRows.rows(plan.tensorParallel * rows), wire = staging.rows(plan.receivedRows)
         timeline.record(.local, thread: 0, "pack") { HomeRows.pack(x, plan, rows: 0..<rows, into: send) }
-        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, link: link, staging: wire, into: buffers.x) }
+        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, group: call.group, link: link, staging: wire, into: buffers.x) }
         try runExpertTasks(call, label: "forward") { experts, expert, rows, b in
             experts.forwardUp(expert, rows: rows, b) + experts.forwardDown(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
-        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.y, plan, call, link: link, staging: wire, into: returned) }
+        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.y, plan, group: call.group, link: link, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
             HomeRows.reduce(returned, plan, weights: call.routing.weights, columns: 0..<x.columns, into: y)
         }
@@ -45,14 +45,14 @@ public final class SequentialSchedule: MoESchedule {
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)
             return gradients
         }
-        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, call, link: link, staging: wire, into: buffers.dy) }
+        try timeline.record(.comm, thread: 0, "dispatch") { try AllToAll.dispatch(send, plan, group: call.group, link: link, staging: wire, into: buffers.dy) }
         try runExpertTasks(call, label: "backward") { experts, expert, rows, b in
             experts.backwardDown(expert, rows: rows, b) + experts.backwardUp(expert, rows: rows, columns: 0..<b.modelWidth, b)
         }
         try runExpertTasks(call, label: "weight gradients", wholeExperts: true) { experts, expert, rows, b in
             experts.accumulateDownGradient(expert, rows: rows, b) + experts.accumulateUpGradient(expert, rows: rows, b)
         }
-        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.dx, plan, call, link: link, staging: wire, into: returned) }
+        try timeline.record(.comm, thread: 0, "combine") { try AllToAll.combine(buffers.dx, plan, group: call.group, link: link, staging: wire, into: returned) }
         timeline.record(.local, thread: 0, "top-k reduce") {
             HomeRows.reduce(returned, plan, weights: nil, columns: 0..<dy.columns, into: dx)
         }

@@ -81,15 +81,14 @@ public final class Trainer {
     }
 
     /// Rank 0 creates `directory`, writes config.json there and opens metrics.jsonl
-    /// (kept when resuming, else emptied); every rank learns whether that worked, so a
-    /// failure is one uniform error rather than rank 0 leaving alone. Nil off rank 0
-    /// and without a directory. Collective when there is a directory.
+    /// (kept when resuming, else emptied); every rank learns whether that worked
+    /// (`onRankZero`). Nil off rank 0 and without a directory. Collective when there
+    /// is a directory.
     private static func openRunDirectory(_ directory: URL?, config: TrainConfig, resuming: Bool,
                                          world: Communicator) throws -> FileHandle? {
         guard let directory else { return nil }
         var metrics: FileHandle?
-        var failure: String?
-        if world.rank == 0 {
+        try world.onRankZero {
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 try config.json().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
@@ -100,12 +99,9 @@ public final class Trainer {
                 metrics = try FileHandle(forWritingTo: url)
                 try metrics?.seekToEnd()
             } catch {
-                failure = "cannot write the run directory \(directory.path): \(RunDirectory.fileProblem(error))"
+                throw InputError("cannot write the run directory \(directory.path): \(RunDirectory.fileProblem(error))")
             }
         }
-        var succeeded = [Int64(failure == nil ? 1 : 0)]
-        try world.broadcast(&succeeded, root: 0)
-        guard succeeded[0] == 1 else { throw InputError(failure ?? "rank 0 could not write the run directory \(directory.path)") }
         return metrics
     }
 

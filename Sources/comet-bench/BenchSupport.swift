@@ -43,12 +43,10 @@ struct Calibration: Codable {
     let exchanges: Int
 
     /// Runs `sample` (a measurement of the GEMM seconds, FLOPs and the busiest pair's
-    /// bytes, on this rank) once to warm up and three times more, and keeps the
-    /// median of those three. Collective.
+    /// bytes, on this rank) three times and keeps the median. Collective.
     static func measure(
         _ world: Communicator, exchanges: Int, _ sample: () throws -> (gemmSeconds: Double, flops: Double, busiestPairBytes: Int)
     ) throws -> Calibration {
-        _ = try sample()
         var seconds: [Double] = [], flops = 0.0, bytes = 0
         for _ in 0..<3 {
             let measured = try sample()
