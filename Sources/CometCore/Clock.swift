@@ -9,20 +9,49 @@ import Glibc
 /// on it for an event's time, and have it time each piece of work. A rank has one
 /// clock for its lifetime (`Device`).
 ///
-/// `WallClock` is the host's monotonic clock. What measures the host itself reads
-/// `hostSeconds()` instead: deadlines (`Backoff`), which bound how long the host
-/// waits whatever time is emulated, BLAS rate measurements and the window bench.
+/// Two clocks implement it. `WallClock` is the host's monotonic clock: all ranks on
+/// a host share it, and waiting means sleeping. `DeviceClock` is the emulated
+/// device's time: one clock per engine (thread) of the rank, advanced by the CPU
+/// time the engine uses and by the times of the events it waits for, whatever the
+/// host does meanwhile.
+///
+/// What measures the host itself reads `hostSeconds()` instead: deadlines
+/// (`Backoff`), which bound how long the host waits whatever time is emulated, BLAS
+/// rate measurements and the window bench.
 public protocol Clock: Sendable {
+    /// "device" or "wall", for reports.
+    var name: String { get }
+
+    /// Whether every rank reads its own clock (device time), so that what moves
+    /// between ranks must carry its time; false when the ranks share one.
+    var isPerRank: Bool { get }
+
     /// Seconds now, for the calling thread.
     func now() -> Double
-
-    /// Host seconds a thread waiting for an event at `time` sleeps before the clock
-    /// reads it (0 once it does).
-    func delay(until time: Double) -> Double
 
     /// Runs `body`, a piece of the calling thread's work, and says when it started
     /// and ended on this clock and how much CPU it used.
     func work<T>(_ body: () throws -> T) rethrows -> Timed<T>
+
+    /// Waits until the clock reads `time` (an event's time: a transfer's arrival).
+    func wait(until time: Double)
+
+    /// One wait for the rank's other threads, which ring `bell` when something
+    /// happens: until it rings after `seen` or the clock reads `deadline`.
+    /// `next()` is the time of the earliest event the caller waits for that has
+    /// happened (nil: none yet). The caller checks what happened and waits again.
+    func awaitLocal(
+        bell: Doorbell?, seen: UInt32, until deadline: Double, backoff: inout Backoff, _ report: @autoclosure () -> String,
+        next: @escaping @Sendable () -> Double?)
+
+    /// The calling thread hands work to worker threads `engines` (`WorkerPool`), at its time.
+    func fork(_ engines: Range<Int>)
+    /// A worker thread starts its part of a job as engine `engine`.
+    func begin(engine: Int)
+    /// A worker thread has finished its part of a job.
+    func end()
+    /// The calling thread waits for `engines` to end their parts; `hostWait` waits on the host.
+    func join(_ engines: Range<Int>, _ hostWait: () -> Void)
 }
 
 /// What a piece of work returned, and how long it took.
@@ -36,28 +65,39 @@ public struct Timed<T> {
 }
 
 extension Clock {
-    /// Sleeps (no CPU) until the clock reads `time`.
-    public func wait(until time: Double) {
-        sleepHost(seconds: delay(until: time))
-    }
-
     /// Seconds from `start` to now.
     public func seconds(since start: Double) -> Double { now() - start }
 }
 
-/// The host's monotonic clock: time is wall time on this machine.
+/// The host's monotonic clock: time is wall time on this machine, shared by every
+/// rank on it; waiting sleeps.
 public struct WallClock: Clock {
     public init() {}
 
-    public func now() -> Double { comet_monotonic_seconds() }
+    public var name: String { "wall" }
+    public var isPerRank: Bool { false }
 
-    public func delay(until time: Double) -> Double { max(0, time - now()) }
+    public func now() -> Double { comet_monotonic_seconds() }
 
     public func work<T>(_ body: () throws -> T) rethrows -> Timed<T> {
         let (start, cpuStart) = (now(), threadCPUSeconds())
         let value = try body()
         return Timed(value: value, start: start, end: now(), cpuSeconds: threadCPUSeconds() - cpuStart)
     }
+
+    public func wait(until time: Double) { sleepHost(seconds: time - now()) }
+
+    public func awaitLocal(
+        bell: Doorbell?, seen: UInt32, until deadline: Double, backoff: inout Backoff, _ report: @autoclosure () -> String,
+        next: @escaping @Sendable () -> Double?
+    ) {
+        backoff.sleep(on: bell, seen: seen, wakeIn: max(0, deadline - now()), report())
+    }
+
+    public func fork(_ engines: Range<Int>) {}
+    public func begin(engine: Int) {}
+    public func end() {}
+    public func join(_ engines: Range<Int>, _ hostWait: () -> Void) { hostWait() }
 }
 
 /// Seconds on the host's monotonic clock: for deadlines and for host-side figures

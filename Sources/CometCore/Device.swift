@@ -7,8 +7,9 @@ public final class Device: Sendable {
     public let clock: any Clock
     public let workers: WorkerPool
 
+    /// A device on `clock`, created on the rank's main thread (engine 0 of a `DeviceClock`).
     public init(clock: any Clock) {
         self.clock = clock
-        workers = WorkerPool(onFailure: .abortJob)
+        workers = WorkerPool(onFailure: .abortJob, clock: clock)
     }
 }

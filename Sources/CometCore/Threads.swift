@@ -25,7 +25,11 @@ public final class WorkerPool: Sendable {
 
     private let shared: PoolState
 
-    public init(onFailure failure: Failure) { shared = PoolState(failure: failure) }
+    /// A pool whose workers are engines 1, 2, ... of `clock` (`DeviceClock`), and
+    /// whose jobs fork from and join into the calling thread's time.
+    public init(onFailure failure: Failure, clock: any Clock = WallClock()) {
+        shared = PoolState(failure: failure, clock: clock)
+    }
 
     deinit { shared.stop() }
 
@@ -62,8 +66,9 @@ private final class PoolState: Sendable {
     /// Job runs finished by any worker, over the pool's life.
     private let finished = ThreadFlag()
     private let failure: WorkerPool.Failure
+    private let clock: any Clock
 
-    init(failure: WorkerPool.Failure) { self.failure = failure }
+    init(failure: WorkerPool.Failure, clock: any Clock) { (self.failure, self.clock) = (failure, clock) }
 
     func run(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
         let (signals, generation, base) = state.withLock { state in
@@ -74,8 +79,9 @@ private final class PoolState: Sendable {
             state.jobs += 1
             return (Array(state.go.prefix(count)), state.jobs, finished.current)
         }
+        clock.fork(1..<(count + 1))
         for signal in signals { signal.raise(to: generation) }
-        finished.wait(toReach: base + count)
+        clock.join(1..<(count + 1)) { finished.wait(toReach: base + count) }
         let error = state.withLock { state in
             (state.running, state.job) = (false, nil)
             return state.error
@@ -113,12 +119,14 @@ private final class PoolState: Sendable {
             go.wait(toReach: seen + 1)
             seen = go.current
             guard let job = state.withLock({ $0.stopping ? nil : $0.job }) else { return }
+            clock.begin(engine: index + 1)
             do {
                 try job(index)
             } catch {
                 if failure == .abortJob { Job.abort("\(error)") }
                 state.withLock { if $0.error == nil { $0.error = error } }
             }
+            clock.end()
             finished.add(1)
         }
     }
@@ -145,20 +153,25 @@ public final class TaskCounter: Sendable {
 
 /// A counter that threads of one rank raise and wait on (acquire/release). A
 /// waiter sleeps in the kernel until the counter changes (a futex), with the
-/// communicator's deadline, like the window's flags.
+/// communicator's deadline, like the window's flags. Raisers may say when they
+/// raised it (`at`, on their clock): the counter keeps the latest such time, so that
+/// a waiter on a device clock moves to it (`wait(toReach:on:...)`).
 public final class ThreadFlag: @unchecked Sendable {
     private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    private let stamp = Mutex<Double>(0)
 
     public init() { word.initialize(to: 0) }
     deinit { word.deallocate() }
 
-    public func raise(to newValue: Int) {
+    public func raise(to newValue: Int, at time: Double = 0) {
+        stamp.withLock { $0 = max($0, time) }
         comet_store_release_u32(word, UInt32(newValue))
         comet_futex_wake_all(word)
     }
 
     @discardableResult
-    public func add(_ delta: Int) -> Int {
+    public func add(_ delta: Int, at time: Double = 0) -> Int {
+        stamp.withLock { $0 = max($0, time) }
         let new = Int(comet_fetch_add_u32(word, UInt32(delta))) + delta
         comet_futex_wake_all(word)
         return new
@@ -166,12 +179,18 @@ public final class ThreadFlag: @unchecked Sendable {
 
     public var current: Int { Int(comet_load_acquire_u32(word)) }
 
+    /// The latest time a raiser gave.
+    public var time: Double { stamp.withLock { $0 } }
+
+    /// Rung whenever the counter changes.
+    public var bell: Doorbell { Doorbell(word) }
+
     /// Sleeps until the counter reaches `target`, however long that takes.
     public func wait(toReach target: Int) {
         while true {
             let now = comet_load_acquire_u32(word)
             if now >= target { return }
-            comet_futex_wait(word, now, 1_000_000_000)
+            chargeAsWaiting { comet_futex_wait(word, now, 1_000_000_000) }
         }
     }
 
@@ -182,6 +201,18 @@ public final class ThreadFlag: @unchecked Sendable {
             let now = comet_load_acquire_u32(word)
             if now >= target { return }
             backoff.sleep(on: Doorbell(word), seen: now, "waited \(timeout) s for \(what()) to reach \(target); it holds \(now)")
+        }
+    }
+
+    /// Waits on `clock` until the counter reaches `target`, raised by other threads of
+    /// the rank; the caller's time becomes the latest raiser's, if later.
+    public func wait(toReach target: Int, on clock: any Clock, timeout: Double, _ what: @autoclosure () -> String) {
+        var backoff = Backoff(timeout: timeout)
+        while true {
+            let seen = comet_load_acquire_u32(word)
+            if seen >= target { return clock.wait(until: time) }
+            clock.awaitLocal(bell: bell, seen: seen, until: .infinity, backoff: &backoff,
+                             "\(what()) to reach \(target); it holds \(seen)") { [self] in current >= target ? time : nil }
         }
     }
 }

@@ -52,22 +52,31 @@ public struct Backoff {
         if remaining <= 0 { Job.abort(report()) }
         // Wake up now and then anyway, to check the deadline.
         let nap = min(remaining, 0.05, wakeIn)
-        if nap > 0 { comet_futex_wait(doorbell.word, seen, Int64(nap * 1e9)) }
+        if nap > 0 { chargeAsWaiting { comet_futex_wait(doorbell.word, seen, Int64(nap * 1e9)) } }
     }
 
     /// Gives the core away once; aborts the job with `report()` once the deadline has passed.
     public mutating func pause(_ report: @autoclosure () -> String) {
         attempts += 1
         if attempts <= Self.yieldsBeforeSleeping {
-            sched_yield()
+            chargeAsWaiting { _ = sched_yield() }
             return
         }
         if attempts % 64 == 0, hostSeconds() > deadline {
             Job.abort(report())
         }
-        usleep(sleepMicroseconds)
+        chargeAsWaiting { _ = usleep(sleepMicroseconds) }
         sleepMicroseconds = min(sleepMicroseconds * 2, Self.maxSleepMicroseconds)
     }
+}
+
+/// Runs `wait`, in which the calling thread waits for others, and reports the CPU
+/// it used meanwhile as waiting: device time does not charge it (`DeviceClock`).
+@inline(__always)
+func chargeAsWaiting(_ wait: () -> Void) {
+    let start = threadCPUSeconds()
+    wait()
+    comet_add_waiting_cpu(threadCPUSeconds() - start)
 }
 
 /// The job this process belongs to (an MPI job, or this process alone).

@@ -49,8 +49,9 @@ public enum Launch {
         do {
             let command = try Root.parseAsRoot()
             if let command = command as? any RankCommand {
-                let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout), blas: blas,
-                                          device: Device(clock: WallClock()))
+                let device = Device(clock: command.runtime.clock.make(timeout: command.runtime.waitTimeout))
+                let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),
+                                          blas: blas, device: device)
                 try run(command, on: context)
             } else {
                 var command = command  // help, or a group without a subcommand
@@ -97,6 +98,10 @@ public struct RuntimeOptions: ParsableArguments {
     @Option(help: "Seconds any wait for a peer may last before the job aborts with a report.")
     public var waitTimeout: Double = MPIRuntime.defaultWaitTimeout
 
+    @Option(help: ArgumentHelp("Time of every figure: device (the emulated cluster's: each thread is an engine whose clock advances by the CPU time it uses and the events it waits for, whatever the host's cores) or wall (this host's).",
+                               valueName: "device|wall"))
+    public var clock: ClockChoice = .device
+
     public init() {}
 
     public func validate() throws {
@@ -117,5 +122,19 @@ public struct LayoutOptions: ParsableArguments {
 
     public func layout(worldSize: Int) throws -> ParallelLayout {
         try ParallelLayout.resolve(worldSize: worldSize, ep: expertParallel, tp: tensorParallel, dp: dataParallel)
+    }
+}
+
+/// Which clock a run reads (`--clock`).
+public enum ClockChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// The emulated device's time (`DeviceClock`).
+    case device
+    /// This host's wall time (`WallClock`): for a host with a core for every engine.
+    case wall
+
+    /// The clock, made on the rank's main thread; a device clock's engines may wait
+    /// `timeout` seconds for their turn.
+    public func make(timeout: Double) -> any Clock {
+        self == .device ? DeviceClock(timeout: timeout) : WallClock()
     }
 }

@@ -163,8 +163,21 @@ extension Communicator {
 }
 
 extension Communicator {
-    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
+    /// Waits for a nonblocking collective with `Backoff`, never spinning bare; on a
+    /// per-rank clock it then ends at the latest rank's time.
     func complete(_ request: inout MPI_Request?, _ call: String) throws {
+        try wait(&request, call)
+        guard let clock, clock.isPerRank else { return }
+        var latest = clock.now()
+        var time: MPI_Request? = nil
+        try check(MPI_Iallreduce(comet_in_place(), &latest, 1, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
+                  "MPI_Iallreduce(clock)")
+        try wait(&time, "MPI_Iallreduce(clock) after \(call)")
+        clock.wait(until: latest)
+    }
+
+    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
+    func wait(_ request: inout MPI_Request?, _ call: String) throws {
         var backoff = Backoff(timeout: waitTimeout)
         while true {
             var done: Int32 = 0

@@ -1,4 +1,5 @@
 import CMPI
+import CometCore
 import CometShim
 #if canImport(Glibc)
 import Glibc
@@ -16,8 +17,10 @@ public struct Communicator: @unchecked Sendable {
     public let size: Int
     /// Seconds any wait on this communicator may last before the job aborts.
     public private(set) var waitTimeout: Double
+    /// The rank's clock, when collectives carry time (`withClock`).
+    public private(set) var clock: (any Clock)?
 
-    init(handle: MPI_Comm, waitTimeout: Double) throws {
+    init(handle: MPI_Comm, waitTimeout: Double, clock: (any Clock)? = nil) throws {
         var rank: Int32 = 0
         var size: Int32 = 0
         try check(MPI_Comm_rank(handle, &rank), "MPI_Comm_rank")
@@ -26,13 +29,14 @@ public struct Communicator: @unchecked Sendable {
         self.rank = Int(rank)
         self.size = Int(size)
         self.waitTimeout = waitTimeout
+        self.clock = clock
     }
 
     /// Ranks with the same `color` form one new communicator, ordered by `key`.
     public func split(color: Int, key: Int) throws -> Communicator {
         var child = comet_comm_null()
         try check(MPI_Comm_split(handle, Int32(color), Int32(key), &child), "MPI_Comm_split")
-        return try Communicator(handle: child!, waitTimeout: waitTimeout)
+        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock)
     }
 
     /// The ranks of this communicator that share this process's node (shared memory).
@@ -41,7 +45,7 @@ public struct Communicator: @unchecked Sendable {
         try check(
             MPI_Comm_split_type(handle, Int32(MPI_COMM_TYPE_SHARED), Int32(rank), comet_info_null(), &child),
             "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
-        return try Communicator(handle: child!, waitTimeout: waitTimeout)
+        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock)
     }
 
     /// Number of nodes (shared-memory domains) the communicator spans. Collective.
@@ -54,6 +58,16 @@ public struct Communicator: @unchecked Sendable {
     private func sumOverNodes(_ value: Int) throws -> Int {
         let node = try splitByNode()
         return Int(try allReduce(Int64(node.rank == 0 ? value : 0), .sum))
+    }
+
+    /// The same communicator, and those split from it, with collectives that carry
+    /// `clock`'s time when it is per rank (device time): every collective ends, for
+    /// every rank, at the latest rank's time of entering it. (What the data costs on
+    /// the link is not modelled for collectives yet.)
+    public func withClock(_ clock: any Clock) -> Communicator {
+        var copy = self
+        copy.clock = clock
+        return copy
     }
 
     /// The same communicator with a different wait deadline.

@@ -58,7 +58,8 @@ enum AllToAll {
     /// MPI_Alltoallv of whole rows (counts and offsets in rows; nil offsets: packed
     /// in rank order). Each peer's rows are booked on its link as the exchange starts,
     /// the larger direction's (the link carries both on one queue), and the exchange
-    /// ends when the last of them arrives.
+    /// ends when the last of them arrives. On per-rank clocks a peer's transfer starts
+    /// when both it and this rank have started the exchange.
     private static func exchange(
         _ send: MatrixView, sendCounts: [Int], sendOffsets: [Int]?,
         into receive: MatrixView, receiveCounts: [Int], receiveOffsets: [Int]?, _ group: Communicator, _ link: LinkClock
@@ -66,8 +67,11 @@ enum AllToAll {
         let n = send.columns
         precondition(send.rowStride == n && receive.rowStride == n, "exchanges move whole, packed rows")
         let rowBytes = MemoryLayout<Float>.stride * n
+        let now = link.clock.now()
+        let starts = link.clock.isPerRank ? try group.allGather([now]) : [Double](repeating: now, count: group.size)
         let arrivals = (0..<group.size).map { peer in
-            link.book(bytes: max(sendCounts[peer], receiveCounts[peer]) * rowBytes, peer: peer, isSelf: peer == group.rank)
+            link.book(bytes: max(sendCounts[peer], receiveCounts[peer]) * rowBytes, peer: peer, isSelf: peer == group.rank,
+                      at: max(now, starts[peer]))
         }
         try group.allToAllV(
             UnsafeBufferPointer(start: send.base, count: send.rows * n),

@@ -130,7 +130,7 @@ public final class ChunkedSchedule: MoESchedule {
         tasks: @escaping @Sendable (Chunk) -> [@Sendable (Experts) -> Double],
         receive: @escaping @Sendable (Chunk) throws -> Void
     ) throws {
-        let chunks = self.chunks, timeline = call.timeline, timeout = call.group.waitTimeout
+        let chunks = self.chunks, timeline = call.timeline, timeout = call.group.waitTimeout, clock = device.clock
         let gemmThreads = options.gemmThreads
         let arrived = ThreadFlag(), computed = ThreadFlag()
         let work = chunks.map(tasks)
@@ -140,24 +140,24 @@ public final class ChunkedSchedule: MoESchedule {
             if thread == 0 {
                 for c in 0..<min(2, chunks.count) {
                     try timeline.record(.comm, thread: 1, "dispatch chunk \(c)") { try send(chunks[c]) }
-                    arrived.raise(to: c + 1)
+                    arrived.raise(to: c + 1, at: clock.now())
                 }
                 for c in chunks.indices {
-                    computed.wait(toReach: c + 1, timeout: timeout, "GEMMs of chunk \(c)")
+                    computed.wait(toReach: c + 1, on: clock, timeout: timeout, "GEMMs of chunk \(c)")
                     try timeline.record(.comm, thread: 1, "combine chunk \(c)") { try receive(chunks[c]) }
                     if c + 2 < chunks.count {
                         try timeline.record(.comm, thread: 1, "dispatch chunk \(c + 2)") { try send(chunks[c + 2]) }
-                        arrived.raise(to: c + 3)
+                        arrived.raise(to: c + 3, at: clock.now())
                     }
                 }
             } else {
                 for c in chunks.indices {
-                    arrived.wait(toReach: c + 1, timeout: timeout, "dispatch of chunk \(c)")
+                    arrived.wait(toReach: c + 1, on: clock, timeout: timeout, "dispatch of chunk \(c)")
                     while let task = counters[c].take() {
                         timeline.recordGEMM(thread: thread + 1, "chunk \(c) expert \(task)") { work[c][task](call.experts) }
-                        if finished[c].add(1) == work[c].count { computed.raise(to: c + 1) }
+                        if finished[c].add(1) == work[c].count { computed.raise(to: c + 1, at: clock.now()) }
                     }
-                    computed.wait(toReach: c + 1, timeout: timeout, "the other GEMM threads on chunk \(c)")
+                    computed.wait(toReach: c + 1, on: clock, timeout: timeout, "the other GEMM threads on chunk \(c)")
                 }
             }
         }

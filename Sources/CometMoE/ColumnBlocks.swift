@@ -13,12 +13,15 @@ struct ColumnBlocks: Layer1Strategy {
     let next: TaskCounter
     /// Communicator threads whose pulls are done.
     let pullsDone = ThreadFlag()
+    /// Blocks the GEMM threads have computed, and when.
+    let computedBlocks: TaskMarks
     /// Each home's tiles: what one push of a block carries there.
     let tilesOf: [Int: [RowTile]]
 
     init(_ pass: CometPass) {
         self.pass = pass
         next = TaskCounter(count: pass.blocks.count)
+        computedBlocks = TaskMarks(count: pass.blocks.count)
         tilesOf = Dictionary(grouping: pass.tasks, by: \.source)
     }
 
@@ -35,7 +38,8 @@ struct ColumnBlocks: Layer1Strategy {
                                      ["half": "layer1", "block": "\(block)", "columns": "\(columns)"]) {
                 (0..<plan.expertsPerRank).reduce(0) { $0 + pass.steps.columnBlock(experts, $1, plan.expertRows($1), columns) }
             }
-            try pass.window.markComputed(block: block, phase: pass.phase)
+            computedBlocks.mark([block], at: pass.clock.now())
+            pass.window.doorbell?.ring()
         }
     }
 }
@@ -49,33 +53,36 @@ struct BlockPusher: Layer1Communicator {
     /// Pushes and reduces this thread's blocks once every communicator thread's
     /// pulls are done (the other parts are the protocol's: nothing between pulls).
     func finish(thread: Int) throws {
-        let pass = strategy.pass
+        let pass = strategy.pass, computed = strategy.computedBlocks
         // Every source has published this phase before any block is pushed.
-        strategy.pullsDone.add(1)
-        strategy.pullsDone.wait(toReach: pass.commThreads, timeout: pass.timeout,
+        strategy.pullsDone.add(1, at: pass.clock.now())
+        strategy.pullsDone.wait(toReach: pass.commThreads, on: pass.clock, timeout: pass.timeout,
                                 "the other communicator threads' pulls (phase \(pass.phase))")
         let mine = pass.blocks.indices.filter { $0 % pass.commThreads == index }
         var (pushed, reduced) = (0, 0)
         var backoff = Backoff(timeout: pass.timeout)
         while reduced < mine.count {
             let seen = pass.window.doorbell?.value ?? 0
-            if pushed < mine.count, try pass.window.isComputed(block: mine[pushed], phase: pass.phase) {
+            let now = pass.clock.now()
+            if pushed < mine.count, !computed.marked(among: [mine[pushed]], by: now).isEmpty {
                 try push(block: mine[pushed], thread: thread)
                 pushed += 1
                 backoff = Backoff(timeout: pass.timeout)
                 continue
             }
             let homeAt = try pass.arrivalTime(block: mine[reduced])
-            if homeAt <= pass.clock.now() {
+            if homeAt <= now {
                 pass.reduce(block: mine[reduced], thread: thread)
                 reduced += 1
                 backoff = Backoff(timeout: pass.timeout)
-            } else {
-                // Sleep until a block is computed or pushed here, or the next one's pushes land.
-                pass.sleep(&backoff, seen: seen, until: homeAt, thread: thread, waitingFor: "a block to finish or come home",
-                           "waited \(pass.timeout) s in phase \(pass.phase) for block \(mine[min(pushed, mine.count - 1)]) "
-                               + "to be computed or block \(mine[reduced]) to come home from every rank")
+                continue
             }
+            // Wait until a block is computed or pushed here, or the next one's pushes land.
+            let next = pushed < mine.count ? [mine[pushed]] : []
+            pass.idle(&backoff, seen: seen, until: homeAt, forPeers: homeAt == .infinity && reduced < pushed,
+                      nextLocal: { computed.earliest(among: next) }, thread: thread, waitingFor: "a block to finish or come home",
+                      "waited \(pass.timeout) s in phase \(pass.phase) for block \(mine[min(pushed, mine.count - 1)]) "
+                          + "to be computed or block \(mine[reduced]) to come home from every rank")
         }
     }
 

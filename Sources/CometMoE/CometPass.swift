@@ -101,12 +101,21 @@ final class CometPass: Sendable {
         }
     }
 
-    /// Sleeps a communicator thread until the window's doorbell moves from `seen`
-    /// or the clock reads `wakeTime`, and records the wait as waiting for `what`.
-    func sleep(_ backoff: inout Backoff, seen: UInt32, until wakeTime: Double, thread: Int, waitingFor what: String,
-               _ report: @autoclosure () -> String) {
+    /// Waits on a communicator thread, recorded as waiting for `what`: until the
+    /// window's doorbell moves from `seen`, or the clock reads `wakeTime`, or (device
+    /// time) the GEMM threads' next event `nextLocal`. When it waits for other ranks'
+    /// news of unknown time (`forPeers`) on a per-rank clock, the rank's time stands
+    /// still until the host has it: their stamps may lie before anything else.
+    func idle(
+        _ backoff: inout Backoff, seen: UInt32, until wakeTime: Double, forPeers: Bool, nextLocal: @escaping @Sendable () -> Double?,
+        thread: Int, waitingFor what: String, _ report: @autoclosure () -> String
+    ) {
         let start = clock.now()
-        backoff.sleep(on: window.doorbell, seen: seen, wakeIn: clock.delay(until: wakeTime), report())
+        if forPeers, clock.isPerRank {
+            backoff.sleep(on: window.doorbell, seen: seen, report())
+        } else {
+            clock.awaitLocal(bell: window.doorbell, seen: seen, until: wakeTime, backoff: &backoff, report(), next: nextLocal)
+        }
         timeline.recordWait(thread: thread, since: start, "wait for \(what)")
     }
 }

@@ -18,34 +18,30 @@ struct PullRows {
         var backoff = Backoff(timeout: pass.timeout)
         while !pulls.isDone || !pushes.isDone {
             let seen = pass.window.doorbell?.value ?? 0
-            var progress = try pullPublished(&pulls, &pushes, thread: thread)
-            let step = try pushes.step(pullsDone: pulls.isDone, thread: thread)
-            progress = progress || step.progress
-            if progress {
+            let now = pass.clock.now()
+            for source in try pulls.takePublishedSilent(pass, by: now) {
+                try pass.window.finishedPulling(from: source)
+                try pushes.nothingToPull(from: source)
+            }
+            let next = try pulls.next(pass, by: now)
+            if case .pull(let task) = next {
+                try pass.pull(task: task, thread: thread)
                 backoff = Backoff(timeout: pass.timeout)
                 continue
             }
+            let step = try pushes.step(pullsDone: pulls.isDone, thread: thread)
+            if step.progress {
+                backoff = Backoff(timeout: pass.timeout)
+                continue
+            }
+            guard case .wait(let published, let unknown) = next else { continue }
             let late = pulls.late(pass)
             let what = late.isEmpty ? step.waitingFor : "ranks \(late) to publish"
-            pass.sleep(&backoff, seen: seen, until: step.wakeAt, thread: thread, waitingFor: what,
-                       "waited \(pass.timeout) s in phase \(pass.phase) for \(what)")
+            pass.idle(&backoff, seen: seen, until: min(published, step.wakeAt), forPeers: unknown || step.waitsForPeers,
+                      nextLocal: step.nextLocal, thread: thread, waitingFor: what,
+                      "waited \(pass.timeout) s in phase \(pass.phase) for \(what)")
         }
         try pushes.finish(thread: thread)
-    }
-
-    /// Pulls every tile whose source has published; true if it did anything.
-    private func pullPublished(_ pulls: inout PendingPulls, _ pushes: inout any Layer1Communicator, thread: Int) throws -> Bool {
-        var progress = false
-        for source in try pulls.takePublishedSilent(pass) {
-            try pass.window.finishedPulling(from: source)
-            try pushes.nothingToPull(from: source)
-            progress = true
-        }
-        while let task = try pulls.takePublished(pass) {
-            try pass.pull(task: task, thread: thread)
-            progress = true
-        }
-        return progress
     }
 }
 
@@ -58,8 +54,8 @@ struct PendingPulls {
     /// waited for: a rank that has published this phase has finished the last one,
     /// so nothing this rank pushes reaches it early.
     private var silent: Set<Int>
-    /// Sources seen publishing this phase.
-    private var published = Set<Int>()
+    /// Sources seen publishing this phase, and when they did.
+    private var published: [Int: Double] = [:]
 
     init(_ pass: CometPass, index: Int) {
         tasks = pass.tasks(of: index)
@@ -68,33 +64,52 @@ struct PendingPulls {
 
     var isDone: Bool { tasks.isEmpty && silent.isEmpty }
 
-    /// The first task in pull order whose source has published, taken off the list.
-    mutating func takePublished(_ pass: CometPass) throws -> Int? {
-        for position in tasks.indices where try hasPublished(pass.tasks[tasks[position]].source, pass) {
-            return tasks.remove(at: position)
-        }
-        return nil
+    /// What to pull at `now`, or what to wait for.
+    enum Next {
+        /// This task, taken off the list.
+        case pull(Int)
+        /// Nothing: the earliest later publication is at `published` (infinity: none
+        /// known); `unknown`: some sources have not been heard from.
+        case wait(published: Double, unknown: Bool)
     }
 
-    /// The silent sources that have published, taken off the list.
-    mutating func takePublishedSilent(_ pass: CometPass) throws -> [Int] {
+    /// The first task in pull order whose source had published by `now`. Sources not
+    /// heard from are skipped, on a shared clock; on a per-rank clock one of them may
+    /// have published before `now`, so nothing after it in pull order is taken
+    /// before the host has heard from it.
+    mutating func next(_ pass: CometPass, by now: Double) throws -> Next {
+        var (earliest, unknown) = (Double.infinity, !silent.isEmpty)
+        for position in tasks.indices {
+            guard let time = try publishTime(pass.tasks[tasks[position]].source, pass) else {
+                unknown = true
+                if pass.clock.isPerRank { break }
+                continue
+            }
+            if time <= now { return .pull(tasks.remove(at: position)) }
+            earliest = min(earliest, time)
+        }
+        return .wait(published: earliest, unknown: unknown)
+    }
+
+    /// The silent sources that had published by `now`, taken off the list.
+    mutating func takePublishedSilent(_ pass: CometPass, by now: Double) throws -> [Int] {
         var found: [Int] = []
-        for source in silent where try hasPublished(source, pass) { found.append(source) }
+        for source in silent where try publishTime(source, pass).map({ $0 <= now }) ?? false { found.append(source) }
         silent.subtract(found)
         return found
     }
 
     /// Sources not yet seen publishing, sorted.
     func late(_ pass: CometPass) -> [Int] {
-        Set(tasks.map { pass.tasks[$0].source }).union(silent).subtracting(published).sorted()
+        Set(tasks.map { pass.tasks[$0].source }).union(silent).subtracting(published.keys).sorted()
     }
 
-    /// Whether `source` has published this pass's phase (remembered once seen).
-    private mutating func hasPublished(_ source: Int, _ pass: CometPass) throws -> Bool {
-        if published.contains(source) { return true }
-        guard try pass.window.hasPublished(source, phase: pass.phase) else { return false }
-        published.insert(source)
-        return true
+    /// When `source` published this pass's phase (remembered once seen); nil before.
+    private mutating func publishTime(_ source: Int, _ pass: CometPass) throws -> Double? {
+        if let time = published[source] { return time }
+        guard let time = try pass.window.publishTime(source, phase: pass.phase) else { return nil }
+        published[source] = time
+        return time
     }
 }
 
@@ -114,11 +129,11 @@ struct ComputeRows {
                 pass.steps.rowTile(experts, work.expert, work.rows)
             }
             try layer1.computed(work, thread: thread)
-            pass.rowsDone.add(work.rows.count)
+            pass.rowsDone.add(work.rows.count, at: pass.clock.now())
         }
         // Every row's layer0 is done before layer1 or the tail read all of an expert's rows.
         let waitStart = pass.clock.now()
-        pass.rowsDone.wait(toReach: pass.plan.receivedRows, timeout: pass.timeout, "the other GEMM threads' rows")
+        pass.rowsDone.wait(toReach: pass.plan.receivedRows, on: pass.clock, timeout: pass.timeout, "the other GEMM threads' rows")
         pass.timeline.recordWait(thread: thread, since: waitStart, "wait for the other GEMM threads' rows")
         try layer1.afterLayer0(thread: thread)
         while let task = pass.tail.take() {

@@ -74,7 +74,8 @@ public final class CometSchedule: MoESchedule {
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
         let layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: n, ranks: group.size,
                                   tensorParallel: tensorParallel, blocks: blocks.count)
-        window = try CometWindow(layout: layout, group: group, stamped: !link.model.isNative, forcePutGet: forcePutGet)
+        window = try CometWindow(layout: layout, group: group, stamped: !link.model.isNative || device.clock.isPerRank,
+                                 forcePutGet: forcePutGet)
     }
 
     public func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws {

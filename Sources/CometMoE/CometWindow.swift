@@ -12,11 +12,14 @@ import CometMPI
 /// that count the phases so far, so no flag is ever reset. `publish` starts the
 /// next phase and returns its number, which the phase's threads pass to the other
 /// methods; those may be called from any thread.
+///
+/// Time travels with the data: a rank's publication carries the time it published
+/// at, and each push the time it arrives at, on the senders' clocks.
 final class CometWindow: @unchecked Sendable {
     let window: SymmetricWindow
     let layout: WindowLayout
-    /// Pushes carry arrival stamps (the link is emulated); else a block has come
-    /// home as soon as every rank's push is in.
+    /// Pushes carry arrival stamps (the link is emulated, or time is per rank); else
+    /// a block has come home as soon as every rank's push is in.
     let stamped: Bool
     /// Layer calls so far (phases).
     private var phase = 0
@@ -38,19 +41,24 @@ final class CometWindow: @unchecked Sendable {
 
     /// Starts a phase and returns its number: waits until every rank has pulled what
     /// this rank published last time, fills `sendRows` with `fill` (recorded on
-    /// `timeline`), and tells every rank it is ready. On the rank's main thread.
+    /// `timeline`), and tells every rank it is ready, and when. On the rank's main thread.
     func publish(rows: Int, timeline: Timeline, _ fill: (MatrixView) -> Void) throws -> Int {
         precondition(rows <= layout.capacity, "more tokens than the layer was built for")
         try window.waitForFlag(layout.pulledFlag, toReach: UInt64(phase * ranks), "every rank's pull of phase \(phase) rows from here")
         phase += 1
         timeline.record(.local, thread: 0, "pack") { fill(sendRows) }
-        for rank in 0..<ranks { try window.setFlag(layout.readyFlag(source: me), to: UInt64(phase), onRank: rank) }
+        var time = timeline.clock.now()
+        for rank in 0..<ranks {
+            try window.put(&time, byteCount: MemoryLayout<Double>.size, toRank: rank, offset: layout.readyStampOffset(source: me))
+            try window.setFlag(layout.readyFlag(source: me), to: UInt64(phase), onRank: rank)
+        }
         return phase
     }
 
-    /// Whether `source` has published the rows of `phase`.
-    func hasPublished(_ source: Int, phase: Int) throws -> Bool {
-        try window.flag(layout.readyFlag(source: source)) >= UInt64(phase)
+    /// When `source` published the rows of `phase`, on its clock; nil until it has.
+    func publishTime(_ source: Int, phase: Int) throws -> Double? {
+        guard try window.flag(layout.readyFlag(source: source)) >= UInt64(phase) else { return nil }
+        return window.localData.load(fromByteOffset: layout.readyStampOffset(source: source), as: Double.self)
     }
 
     /// Copies `tile`'s rows from its source's window into `received`.
@@ -94,21 +102,13 @@ final class CometWindow: @unchecked Sendable {
         }.max() ?? 0
     }
 
-    /// Marks `block` of `phase` computed by this rank's GEMM threads (rings the doorbell).
-    func markComputed(block: Int, phase: Int) throws {
-        try window.setFlag(layout.computedFlag(block: block), to: UInt64(phase), onRank: me)
-    }
-
-    func isComputed(block: Int, phase: Int) throws -> Bool {
-        try window.flag(layout.computedFlag(block: block)) >= UInt64(phase)
-    }
-
     /// Frees the window. Collective.
     func free() throws { try window.free() }
 }
 
 /// Where things are in a rank's window: flags first (`SymmetricWindow`), then
-/// data: sendRows [capacity, N], returnRows [TP x capacity, N], stamps [blocks, W].
+/// data: sendRows [capacity, N], returnRows [TP x capacity, N], arrival stamps
+/// [blocks, W], publication stamps [W].
 struct WindowLayout: Sendable, Equatable {
     /// Rows each region holds: tokens per rank x top-k.
     let capacity: Int
@@ -120,7 +120,7 @@ struct WindowLayout: Sendable, Equatable {
 
     var rowBytes: Int { modelWidth * MemoryLayout<Float>.stride }
     private var dataRows: Int { (1 + tensorParallel) * capacity }
-    var byteCount: Int { dataRows * rowBytes + blocks * ranks * MemoryLayout<Double>.stride }
+    var byteCount: Int { dataRows * rowBytes + (blocks + 1) * ranks * MemoryLayout<Double>.stride }
 
     /// ready[source] (0..<W): the phase whose rows `source` has published.
     func readyFlag(source: Int) -> Int { source }
@@ -128,11 +128,7 @@ struct WindowLayout: Sendable, Equatable {
     var pulledFlag: Int { ranks }
     /// arrived[block] (W + 1 + block): ranks that have pushed `block` here, over all phases.
     func arrivedFlag(block: Int) -> Int { ranks + 1 + block }
-    /// computed[block] (W + 1 + blocks + block): the phase whose `block` this rank's GEMM
-    /// threads have finished. A local flag, in the window so that raising it rings
-    /// the doorbell the communicator threads sleep on.
-    func computedFlag(block: Int) -> Int { ranks + 1 + blocks + block }
-    var flagCount: Int { ranks + 1 + 2 * blocks }
+    var flagCount: Int { ranks + 1 + blocks }
 
     func sendOffset(row: Int) -> Int { row * rowBytes }
     /// Row `row` of TP index `region`'s partial results, from column `column`.
@@ -143,6 +139,8 @@ struct WindowLayout: Sendable, Equatable {
     func stampOffset(block: Int, source: Int) -> Int {
         dataRows * rowBytes + (block * ranks + source) * MemoryLayout<Double>.stride
     }
+    /// When `source` published its rows of the latest phase, on its clock.
+    func readyStampOffset(source: Int) -> Int { stampOffset(block: blocks, source: source) }
 
     func sendRows(_ data: UnsafeMutableRawPointer) -> MatrixView {
         MatrixView(base: data.assumingMemoryBound(to: Float.self), rows: capacity, columns: modelWidth)

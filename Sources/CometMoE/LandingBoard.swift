@@ -12,6 +12,10 @@ import Synchronization
 /// On a native link there is nothing to hide: tiles are taken one by one, in
 /// pull order, so that a run's GEMMs (and the order in which weight gradients
 /// accumulate) never depend on timing and training is bit-identical run to run.
+///
+/// Arrival times are on the rank's clock. On a device clock a GEMM thread that
+/// waits steps aside until the earliest landed tile's arrival, and comes back
+/// sooner if an earlier one lands meanwhile (`Clock.awaitLocal`).
 final class LandingBoard: Sendable {
     struct Tile {
         /// Its index in pull order.
@@ -62,37 +66,50 @@ final class LandingBoard: Sendable {
     func take(maxRows: Int, thread: Int) -> LandedRows? {
         let waitStart = clock.now()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
+        var backoff = Backoff(timeout: timeout)
         while true {
-            let seen = landings.current
+            let seen = landings.bell.value
             let now = clock.now()
-            enum Step { case work(LandedRows), done, wait(until: Double?) }
-            let step: Step = tiles.withLock { all in
-                func usable(_ index: Int) -> Bool {
-                    guard !all[index].taken, let arrival = all[index].arrival else { return false }
-                    return !emulated || arrival <= now
-                }
-                guard let next = position.first(where: { !all[$0].taken }) else { return .done }
-                guard let first = emulated ? position.first(where: usable) : (usable(next) ? next : nil) else {
-                    // Emulated: the earliest landed rows still on the link; native: the next tile's landing.
-                    return .wait(until: emulated ? all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() : nil)
-                }
-                var last = first
-                while emulated, last + 1 < all.count, all[last + 1].expert == all[first].expert, usable(last + 1),
-                      all[last + 1].rows.upperBound - all[first].rows.lowerBound <= maxRows {
-                    last += 1
-                }
-                for index in first...last { all[index].taken = true }
-                return .work(LandedRows(tasks: all[first...last].map(\.task), sources: Array(Set(all[first...last].map(\.source))).sorted(),
-                                        expert: all[first].expert, rows: all[first].rows.lowerBound..<all[last].rows.upperBound))
-            }
-            switch step {
+            switch tiles.withLock({ next(in: &$0, now: now, maxRows: maxRows) }) {
             case .work(let rows): return rows
             case .done: return nil
-            case .wait(let until?):
-                sleepHost(seconds: min(clock.delay(until: until), 0.01))
-            case .wait(nil):
-                landings.wait(toReach: seen + 1, timeout: timeout, "a tile of rows to land (phase \(phase))")
+            case .wait(let until):
+                // Emulated: the earliest landed rows still on the link; native: the next tile's landing.
+                clock.awaitLocal(bell: landings.bell, seen: seen, until: until ?? .infinity, backoff: &backoff,
+                                 "a tile of rows to land (phase \(phase))") { [self] in nextArrival() }
             }
+        }
+    }
+
+    private enum Step { case work(LandedRows), done, wait(until: Double?) }
+
+    /// Takes the rows to compute at `now` off `all`, or says what to wait for.
+    private func next(in all: inout [Tile], now: Double, maxRows: Int) -> Step {
+        func usable(_ index: Int) -> Bool {
+            guard !all[index].taken, let arrival = all[index].arrival else { return false }
+            return arrival <= now
+        }
+        guard let next = position.first(where: { !all[$0].taken }) else { return .done }
+        guard let first = emulated ? position.first(where: usable) : (usable(next) ? next : nil) else {
+            return .wait(until: emulated ? all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() : nil)
+        }
+        var last = first
+        while emulated, last + 1 < all.count, all[last + 1].expert == all[first].expert, usable(last + 1),
+              all[last + 1].rows.upperBound - all[first].rows.lowerBound <= maxRows {
+            last += 1
+        }
+        for index in first...last { all[index].taken = true }
+        return .work(LandedRows(tasks: all[first...last].map(\.task), sources: Array(Set(all[first...last].map(\.source))).sorted(),
+                                expert: all[first].expert, rows: all[first].rows.lowerBound..<all[last].rows.upperBound))
+    }
+
+    /// When the rows a waiting GEMM thread can take next have arrived (nil: none has
+    /// landed yet): the earliest landed tile's arrival, or on a native link the
+    /// next tile's in pull order.
+    private func nextArrival() -> Double? {
+        tiles.withLock { all in
+            if emulated { return all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() }
+            return position.first(where: { !all[$0].taken }).flatMap { all[$0].arrival }
         }
     }
 }
@@ -109,12 +126,17 @@ struct LandedRows {
     let rows: Range<Int>
 }
 
-/// Which layer0 tiles' rows the GEMM threads have finished (comet-rows, whose
-/// communicator threads push them home as soon as they are).
+/// Which layer0 tiles' rows (comet-rows) or layer1 blocks (comet) the GEMM threads
+/// have finished, and when, on the rank's clock: the communicator threads push
+/// them home once they see them.
 final class TaskMarks: Sendable {
-    private let marks: Mutex<[Bool]>
-    init(count: Int) { marks = Mutex([Bool](repeating: false, count: count)) }
-    func mark(_ tasks: [Int]) { marks.withLock { for task in tasks { $0[task] = true } } }
-    /// Those of `tasks` that are marked.
-    func marked(among tasks: [Int]) -> Set<Int> { marks.withLock { marks in Set(tasks.filter { marks[$0] }) } }
+    private let marks: Mutex<[Double?]>
+    init(count: Int) { marks = Mutex([Double?](repeating: nil, count: count)) }
+    func mark(_ tasks: [Int], at time: Double) { marks.withLock { for task in tasks { $0[task] = time } } }
+    /// Those of `tasks` marked by `time`.
+    func marked(among tasks: [Int], by time: Double) -> Set<Int> {
+        marks.withLock { marks in Set(tasks.filter { marks[$0].map { $0 <= time } ?? false }) }
+    }
+    /// The earliest mark among `tasks`; nil if none is marked.
+    func earliest(among tasks: [Int]) -> Double? { marks.withLock { marks in tasks.compactMap { marks[$0] }.min() } }
 }

@@ -37,6 +37,10 @@ struct Layer1Step {
     var progress: Bool
     /// When to wake up at the latest, on the clock.
     var wakeAt = Double.infinity
+    /// It waits for other ranks' news whose time is not known yet.
+    var waitsForPeers = false
+    /// The time of the earliest event of this rank's GEMM threads it waits for (nil: none yet).
+    var nextLocal: @Sendable () -> Double? = { nil }
     /// For the timeline and the deadline report: "rows to compute", ...
     var waitingFor: String
 }

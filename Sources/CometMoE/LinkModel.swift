@@ -88,7 +88,8 @@ public struct DevicePreset: Sendable {
 
 /// When each of this rank's links is free again, on the rank's clock. A transfer
 /// on a busy link queues behind the one before it; transfers on different links
-/// overlap. Both directions between two ranks share one queue: comet's pulls from
+/// overlap. On a device clock the rank's engines run in time order, so transfers
+/// are booked in the order of their start times. Both directions between two ranks share one queue: comet's pulls from
 /// a peer and its pushes back to it, and an all-to-all's rows each way.
 public final class LinkClock: Sendable {
     public let model: LinkModel
@@ -101,10 +102,10 @@ public final class LinkClock: Sendable {
         busyUntil = Mutex([Double](repeating: 0, count: ranks))
     }
 
-    /// Books `bytes` on the link to or from `peer` starting now; returns when they
-    /// arrive. Transfers to oneself are free.
-    public func book(bytes: Int, peer: Int, isSelf: Bool) -> Double {
-        let now = clock.now()
+    /// Books `bytes` on the link to or from `peer` starting at `start` (default: now);
+    /// returns when they arrive. Transfers to oneself are free.
+    public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double? = nil) -> Double {
+        let now = start ?? clock.now()
         guard !isSelf, !model.isNative, bytes > 0 else { return now }
         return busyUntil.withLock { busy in
             let start = max(now, busy[peer])

@@ -24,7 +24,7 @@ struct RowPushes: Layer1Strategy {
                                  ["half": "layer1", "expert": "\(rows.expert)", "rows": "\(rows.rows)"]) {
             pass.steps.columnBlock(pass.call.experts, rows.expert, rows.rows, pass.blocks[0])
         }
-        computedTiles.mark(rows.tasks)
+        computedTiles.mark(rows.tasks, at: pass.clock.now())
         pass.window.doorbell?.ring()
     }
 
@@ -60,25 +60,28 @@ struct RowPusher: Layer1Communicator {
 
     mutating func step(pullsDone: Bool, thread: Int) throws -> Layer1Step {
         let pass = strategy.pass
-        var step = Layer1Step(progress: try pushComputed(thread: thread),
+        let now = pass.clock.now()
+        let (marks, unpushed) = (strategy.computedTiles, self.unpushed)
+        var step = Layer1Step(progress: try pushComputed(by: now, thread: thread),
+                              nextLocal: { marks.earliest(among: unpushed) },
                               waitingFor: unpushed.isEmpty ? "rows to come home" : "rows to compute")
-        if reducePending, pullsDone, unpushed.isEmpty {
+        if reducePending, pullsDone, self.unpushed.isEmpty {
             let homeAt = try pass.arrivalTime(block: 0)
-            if homeAt <= pass.clock.now() {
+            if homeAt <= now {
                 pass.reduce(block: 0, thread: thread)
                 (reducePending, step.progress) = (false, true)
             } else {
-                step.wakeAt = homeAt
+                (step.wakeAt, step.waitsForPeers) = (homeAt, homeAt == .infinity)
             }
         }
         return step
     }
 
-    /// Pushes home every tile computed so far; true if it did anything.
-    private mutating func pushComputed(thread: Int) throws -> Bool {
+    /// Pushes home every tile computed by `now`; true if it did anything.
+    private mutating func pushComputed(by now: Double, thread: Int) throws -> Bool {
         let pass = strategy.pass
-        // Those marked now, in pull order; tiles marked meanwhile wait for the next step.
-        let marked = strategy.computedTiles.marked(among: unpushed)
+        // Those marked by now, in pull order; tiles marked meanwhile wait for the next step.
+        let marked = strategy.computedTiles.marked(among: unpushed, by: now)
         let ready = unpushed.filter { marked.contains($0) }
         unpushed.removeAll { marked.contains($0) }
         for task in ready {

@@ -73,3 +73,17 @@ void comet_abort_job(int code) {
     if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);
 }
+
+static __thread int engine_of_thread = -1;
+static __thread double waiting_cpu = 0;
+
+int comet_engine(void) { return engine_of_thread; }
+void comet_set_engine(int engine) { engine_of_thread = engine; }
+
+double comet_take_waiting_cpu(void) {
+    double taken = waiting_cpu;
+    waiting_cpu = 0;
+    return taken;
+}
+
+void comet_add_waiting_cpu(double seconds) { waiting_cpu += seconds; }

@@ -91,7 +91,6 @@ final class WindowLayoutTests: XCTestCase {
     func testFlagsAndRegionsDoNotOverlap() {
         let layout = WindowLayout(capacity: 10, modelWidth: 6, ranks: 4, tensorParallel: 2, blocks: 3)
         let flags = (0..<4).map(layout.readyFlag) + [layout.pulledFlag] + (0..<3).map(layout.arrivedFlag)
-            + (0..<3).map(layout.computedFlag)
         XCTAssertEqual(Set(flags).count, flags.count)
         XCTAssertEqual(flags.sorted(), Array(0..<layout.flagCount))
 
@@ -102,9 +101,11 @@ final class WindowLayoutTests: XCTestCase {
         XCTAssertEqual(layout.returnOffset(region: 1, row: 0, column: 0), 20 * row)
         XCTAssertEqual(layout.returnOffset(region: 1, row: 9, column: 5), 29 * row + 5 * 4)
         XCTAssertEqual(layout.stampOffset(block: 0, source: 0), 30 * row)  // then stamps
-        XCTAssertEqual(layout.stampOffset(block: 2, source: 3) + 8, layout.byteCount)
+        XCTAssertEqual(layout.readyStampOffset(source: 0), layout.stampOffset(block: 2, source: 3) + 8)  // then publications
+        XCTAssertEqual(layout.readyStampOffset(source: 3) + 8, layout.byteCount)
         let stamps = (0..<3).flatMap { block in (0..<4).map { layout.stampOffset(block: block, source: $0) } }
-        XCTAssertEqual(Set(stamps).count, 12)
+            + (0..<4).map(layout.readyStampOffset)
+        XCTAssertEqual(Set(stamps).count, 16)
     }
 
     /// The views see the regions the offsets name.

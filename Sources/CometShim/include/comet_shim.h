@@ -94,6 +94,16 @@ static inline double comet_monotonic_seconds(void) {
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
+// MARK: Device engines
+
+/// The engine of the emulated device that the calling thread plays (-1: none).
+int comet_engine(void);
+void comet_set_engine(int engine);
+/// CPU seconds the calling thread spent waiting (futex sleeps, yields) since the
+/// last call, which device time does not charge; reading resets it.
+double comet_take_waiting_cpu(void);
+void comet_add_waiting_cpu(double seconds);
+
 // MARK: CPU features (for choosing an OpenBLAS kernel)
 
 /// AVX-512 F, BW, DQ, VL and CD: what OpenBLAS's SkylakeX kernels use.

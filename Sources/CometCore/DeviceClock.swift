@@ -1,0 +1,229 @@
+import CometShim
+import Synchronization
+
+/// Device time: the clock of the emulated device, whatever the host's cores (the
+/// idea of SimGrid's SMPI, applied to each thread of a rank).
+///
+/// Every thread of the rank is an *engine*: the main thread is engine 0, worker
+/// thread i of the device's pool is engine i + 1. Each engine has a clock in device
+/// seconds. Running code advances it by the CPU time the thread uses (the host
+/// device model: one core per engine); waiting moves it to the time of the event
+/// waited for, if that is later. Nothing else moves it: not the host descheduling
+/// a thread, not a sleep, not a spin (waits report their CPU as not charged).
+///
+/// So that what an engine sees never depends on how the host ran the threads, the
+/// engines of a rank take turns in device-time order, like a discrete-event
+/// simulation: only the engine with the earliest clock runs (ties: the lower
+/// engine), and it runs until its clock passes another's, or it waits. An engine
+/// that waits for the rank's other engines steps aside (`awaitLocal`, `join`) and
+/// comes back at the time of the event. An engine that waits for another rank
+/// keeps the turn while the host waits, so no engine of the rank runs ahead of it:
+/// such waits cost no device time, and every stamp that another rank sends is
+/// known before anything later happens here.
+///
+/// Reading the clock may give the turn away, so no thread reads it (or works or
+/// waits on it) while holding a lock that another engine of the rank takes.
+public final class DeviceClock: Clock, @unchecked Sendable {
+    /// Engines a rank may have: its main thread and up to 63 workers.
+    public static let maxEngines = 64
+
+    private let engines: Mutex<Engines>
+    /// Engine i sleeps on `turns[i]` until it is given the turn.
+    private let turns: [ThreadFlag]
+    /// Host seconds an engine may wait for its turn before the job aborts.
+    private let timeout: Double
+
+    /// A clock for the calling thread (engine 0) and its workers, starting at 0.
+    public init(timeout: Double) {
+        self.timeout = timeout
+        turns = (0..<Self.maxEngines).map { _ in ThreadFlag() }
+        comet_set_engine(0)
+        _ = comet_take_waiting_cpu()
+        engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds()))
+    }
+
+    public var name: String { "device" }
+    public var isPerRank: Bool { true }
+
+    public func now() -> Double { step { _, _ in } }
+
+    public func work<T>(_ body: () throws -> T) rethrows -> Timed<T> {
+        let start = now(), cpuStart = threadCPUSeconds()
+        let value = try body()
+        let cpu = threadCPUSeconds() - cpuStart
+        return Timed(value: value, start: start, end: now(), cpuSeconds: cpu)
+    }
+
+    public func wait(until time: Double) {
+        step { engines, me in engines.clock[me] = max(engines.clock[me], time) }
+    }
+
+    public func awaitLocal(
+        bell: Doorbell?, seen: UInt32, until deadline: Double, backoff: inout Backoff, _ report: @autoclosure () -> String,
+        next: @escaping @Sendable () -> Double?
+    ) {
+        let what = report()
+        step { engines, me in engines.state[me] = .waiting(next: next, deadline: deadline, what: what) }
+    }
+
+    public func fork(_ workers: Range<Int>) {
+        precondition(workers.upperBound <= Self.maxEngines, "a device has at most \(Self.maxEngines - 1) workers")
+        step { engines, me in
+            for worker in workers {
+                engines.clock[worker] = engines.clock[me]
+                engines.state[worker] = .ready
+                engines.turnsSeen[worker] = turns[worker].current
+            }
+        }
+    }
+
+    public func begin(engine: Int) {
+        comet_set_engine(Int32(engine))
+        let seen = engines.withLock { $0.turnsSeen[engine] }
+        awaitTurn(engine, seen: seen)
+    }
+
+    public func end() {
+        let me = Self.engine
+        let cpu = chargeableCPU()
+        let next = engines.withLock { engines in
+            engines.charge(me, cpu)
+            engines.state[me] = .idle
+            return choose(&engines)
+        }
+        if next != me { turns[next].add(1) }
+    }
+
+    public func join(_ workers: Range<Int>, _ hostWait: () -> Void) {
+        step { engines, me in engines.state[me] = .joining(workers) }
+        hostWait()
+    }
+
+    /// The calling thread's engine.
+    private static var engine: Int {
+        let engine = Int(comet_engine())
+        precondition(engine >= 0, "a thread that is no engine of the device read its clock")
+        return engine
+    }
+
+    /// The calling thread's CPU seconds and those it spent waiting since it last asked.
+    private func chargeableCPU() -> (total: Double, waiting: Double) { (threadCPUSeconds(), comet_take_waiting_cpu()) }
+
+    /// Charges the calling engine's CPU, applies `change`, and gives the turn to the
+    /// earliest engine; returns the calling engine's clock once it has the turn again.
+    @discardableResult
+    private func step(_ change: (inout Engines, Int) -> Void) -> Double {
+        let me = Self.engine
+        let cpu = chargeableCPU()
+        let (next, seen) = engines.withLock { engines in
+            engines.charge(me, cpu)
+            change(&engines, me)
+            return (choose(&engines), turns[me].current)
+        }
+        if next == me { return engines.withLock { $0.clock[me] } }
+        turns[next].add(1)
+        return awaitTurn(me, seen: seen)
+    }
+
+    /// Sleeps until engine `me` is given the turn after `seen`; returns its clock.
+    @discardableResult
+    private func awaitTurn(_ me: Int, seen: Int) -> Double {
+        let what = engines.withLock { $0.report(me) }
+        turns[me].wait(toReach: seen + 1, timeout: timeout, "engine \(me)'s turn on the device (\(what))")
+        _ = comet_take_waiting_cpu()
+        let cpu = threadCPUSeconds()
+        return engines.withLock { engines in
+            engines.cpuMark[me] = cpu
+            engines.turnsSeen[me] = turns[me].current
+            return engines.clock[me]
+        }
+    }
+
+    /// The engine to run next, made ready at its time; aborts the job when none can run.
+    private func choose(_ engines: inout Engines) -> Int {
+        guard let next = engines.earliest() else {
+            Job.abort("no engine of the device can go on: \(engines.describe())")
+        }
+        return next
+    }
+}
+
+/// The engines of one device: their clocks and what each is doing.
+private struct Engines {
+    enum State {
+        /// A worker without a job.
+        case idle
+        /// Running, or waiting only for its turn.
+        case ready
+        /// Waiting for the rank's other engines until `deadline`: `next()` is the
+        /// time of the earliest awaited event so far.
+        case waiting(next: @Sendable () -> Double?, deadline: Double, what: String)
+        /// Waiting for workers to end their parts.
+        case joining(Range<Int>)
+    }
+
+    var clock: [Double]
+    var state: [State]
+    /// Thread CPU seconds already charged to each engine's clock.
+    var cpuMark: [Double]
+    /// The turn counter's value each engine has used.
+    var turnsSeen: [Int]
+
+    init(count: Int, mainCPU: Double) {
+        clock = [Double](repeating: 0, count: count)
+        state = [State](repeating: .idle, count: count)
+        state[0] = .ready
+        cpuMark = [Double](repeating: 0, count: count)
+        cpuMark[0] = mainCPU
+        turnsSeen = [Int](repeating: 0, count: count)
+    }
+
+    /// Charges `engine` the CPU it used since its mark, less what it spent waiting.
+    mutating func charge(_ engine: Int, _ cpu: (total: Double, waiting: Double)) {
+        clock[engine] += max(0, cpu.total - cpuMark[engine] - cpu.waiting)
+        cpuMark[engine] = cpu.total
+    }
+
+    /// The engine with the earliest time at which it can run (ties: the lower one),
+    /// made ready at that time; nil when none can run.
+    mutating func earliest() -> Int? {
+        var best: (time: Double, engine: Int)?
+        for engine in state.indices {
+            guard let time = readyTime(engine), time.isFinite else { continue }
+            if best == nil || time < best!.time { best = (time, engine) }
+        }
+        guard let best else { return nil }
+        clock[best.engine] = best.time
+        state[best.engine] = .ready
+        return best.engine
+    }
+
+    /// When `engine` can run: now if ready, at its awaited event or deadline if waiting,
+    /// once its workers have ended if joining; nil if it cannot.
+    private func readyTime(_ engine: Int) -> Double? {
+        switch state[engine] {
+        case .idle: return nil
+        case .ready: return clock[engine]
+        case .waiting(let next, let deadline, _):
+            let time = min(deadline, next() ?? .infinity)
+            return time.isFinite ? max(clock[engine], time) : nil
+        case .joining(let workers):
+            guard workers.allSatisfy({ if case .idle = state[$0] { true } else { false } }) else { return nil }
+            return workers.reduce(clock[engine]) { max($0, clock[$1]) }
+        }
+    }
+
+    func report(_ engine: Int) -> String {
+        switch state[engine] {
+        case .idle: "idle"
+        case .ready: "ready at \(clock[engine]) s"
+        case .waiting(_, _, let what): "at \(clock[engine]) s, waiting for \(what)"
+        case .joining(let workers): "at \(clock[engine]) s, waiting for workers \(workers.lowerBound)..<\(workers.upperBound)"
+        }
+    }
+
+    func describe() -> String {
+        state.indices.filter { if case .idle = state[$0] { false } else { true } }
+            .map { "engine \($0) \(report($0))" }.joined(separator: "; ")
+    }
+}
