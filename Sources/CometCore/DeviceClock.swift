@@ -206,7 +206,7 @@ private struct Engines {
         case .ready: return clock[engine]
         case .waiting(let next, let deadline, _):
             let time = min(deadline, next() ?? .infinity)
-            return time.isFinite ? max(clock[engine], time) : nil
+            return time < .infinity ? max(clock[engine], time) : nil
         case .joining(let workers):
             guard workers.allSatisfy({ if case .idle = state[$0] { true } else { false } }) else { return nil }
             return workers.reduce(clock[engine]) { max($0, clock[$1]) }

@@ -19,10 +19,12 @@ struct PullRows {
         while !pulls.isDone || !pushes.isDone {
             let seen = pass.window.doorbell?.value ?? 0
             let now = pass.clock.now()
-            for source in try pulls.takePublishedSilent(pass, by: now) {
+            let silent = try pulls.takePublishedSilent(pass, by: now)
+            for source in silent {
                 try pass.window.finishedPulling(from: source)
                 try pushes.nothingToPull(from: source)
             }
+            if !silent.isEmpty { continue }
             let next = try pulls.next(pass, by: now)
             if case .pull(let task) = next {
                 try pass.pull(task: task, thread: thread)

@@ -105,9 +105,10 @@ final class LandingBoard: Sendable {
 
     /// When the rows a waiting GEMM thread can take next have arrived (nil: none has
     /// landed yet): the earliest landed tile's arrival, or on a native link the
-    /// next tile's in pull order.
+    /// next tile's in pull order; at once when another thread has taken the last.
     private func nextArrival() -> Double? {
         tiles.withLock { all in
+            if all.allSatisfy(\.taken) { return -.infinity }
             if emulated { return all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() }
             return position.first(where: { !all[$0].taken }).flatMap { all[$0].arrival }
         }
