@@ -5,10 +5,14 @@ import Foundation
 /// Chrome trace-event JSON (opens in Perfetto and chrome://tracing): one process
 /// per rank, one track per thread, an event per activity.
 public enum ChromeTrace {
-    /// Seconds to add to this rank's `clock` to read rank 0's: after a barrier every
-    /// rank reads its clock and rank 0 broadcasts its reading. Exact on one node
-    /// (one monotonic clock); across nodes good to about a barrier's skew. Collective.
+    /// Seconds to add to this rank's `clock` to read rank 0's. None when the ranks'
+    /// times already share one axis: on a per-rank clock (device time), where every
+    /// collective ends for all ranks at the latest rank's time, and on a shared
+    /// clock within one node (one monotonic clock). Across nodes on a shared clock:
+    /// after a barrier every rank reads its clock and rank 0 broadcasts its reading,
+    /// good to about a barrier's skew. Collective on a shared clock.
     public static func clockOffset(_ world: Communicator, clock: any Clock) throws -> Double {
+        guard !clock.isPerRank, try world.nodeCount() > 1 else { return 0 }
         try world.barrier()
         let local = clock.now()
         var reference = [local]
@@ -43,7 +47,7 @@ public enum ChromeTrace {
 
     /// Every rank's `activities` (grouped under `phase` names, e.g. "comet forward"),
     /// timed on `clock`, as events at rank 0, times in microseconds from the job's
-    /// earliest activity on rank 0's clock; nil on the other ranks. Collective.
+    /// earliest activity on rank 0's clock (`clockOffset`); nil on the other ranks. Collective.
     public static func gather(
         _ activities: [(phase: String, activity: Activity)], world: Communicator, clock: any Clock
     ) throws -> [Event]? {
@@ -60,8 +64,21 @@ public enum ChromeTrace {
         return all.map { $0.shifted(by: -origin) }.sorted { ($0.pid, $0.ts) < ($1.pid, $1.ts) }
     }
 
-    /// Writes `events` (from `gather`) as a trace file, with process and thread names.
-    public static func write(_ events: [Event], to path: String) throws {
+    /// Every rank's `activities`, timed on `clock`, as a Chrome trace at `trace` and
+    /// an SVG Gantt chart titled `title` at `gantt`, both written by rank 0. Nothing
+    /// when both are nil; collective otherwise.
+    public static func export(
+        _ activities: [(phase: String, activity: Activity)], world: Communicator, clock: any Clock, trace: String?,
+        gantt: String?, title: @autoclosure () -> String
+    ) throws {
+        guard trace != nil || gantt != nil, let events = try gather(activities, world: world, clock: clock) else { return }
+        if let trace { try write(events, clock: clock, to: trace) }
+        if let gantt { try save(Data(GanttChart.svg(events, title: title(), clock: clock).utf8), to: gantt) }
+    }
+
+    /// Writes `events` (from `gather`, timed on `clock`) as a trace file, with process
+    /// and thread names; its metadata (`otherData`) names the clock.
+    public static func write(_ events: [Event], clock: any Clock, to path: String) throws {
         var metadata: [Event] = []
         for rank in Set(events.map(\.pid)).sorted() {
             metadata.append(.metadata("process_name", pid: rank, tid: 0, name: "rank \(rank)"))
@@ -72,7 +89,8 @@ public enum ChromeTrace {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try save(encoder.encode(Trace(traceEvents: metadata + events, displayTimeUnit: "ms")), to: path)
+        let about = ["clock": clock.name, "clock_meaning": clock.meaning]
+        try save(encoder.encode(Trace(traceEvents: metadata + events, displayTimeUnit: "ms", otherData: about)), to: path)
     }
 
     static let threadName = ["gemm": "GEMM thread", "comm": "communicator thread", "local": "main thread", "dense": "main thread"]
@@ -91,5 +109,7 @@ public enum ChromeTrace {
     struct Trace: Encodable {
         let traceEvents: [Event]
         let displayTimeUnit: String
+        /// Shown as the trace's metadata.
+        let otherData: [String: String]
     }
 }

@@ -1,3 +1,4 @@
+import CometCore
 import Foundation
 
 /// A Gantt timeline as SVG, written by comet itself: one section per schedule
@@ -7,9 +8,10 @@ public enum GanttChart {
     static let colors = ["gemm": "#dd8452", "comm": "#4c72b0", "local": "#8c8c8c", "dense": "#55a868", "wait": "#e4e4e4"]
     static let rowHeight = 9.0, sectionGap = 26.0, left = 150.0, width = 900.0, top = 40.0
 
-    /// The SVG for `events` (from `ChromeTrace.gather`), grouped by the schedule
-    /// named in each event's phase ("comet forward" -> "comet").
-    public static func svg(_ events: [ChromeTrace.Event], title: String) -> String {
+    /// The SVG for `events` (from `ChromeTrace.gather`, timed on `clock`), grouped by
+    /// the schedule named in each event's phase ("comet forward" -> "comet"); the
+    /// title and the caption under the time axis name the clock.
+    public static func svg(_ events: [ChromeTrace.Event], title: String, clock: any Clock) -> String {
         // Baseline first, comet last.
         let rank = { (name: String) in ["sequential", "chunked", "comet"].firstIndex { name.hasPrefix($0) } ?? 3 }
         let schedules = Plots.orderedUnique(events.map { schedule(of: $0) }).sorted { (rank($0), $0) < (rank($1), $1) }
@@ -50,15 +52,16 @@ public enum GanttChart {
             axis += Plots.text(x - 8, y + 14, String(format: "%g ms", t), size: 9)
             t += tick
         }
+        axis += Plots.text(left, y + 30, "ms of \(clock.timeName) (\(clock.meaning))", size: 9)
         let legend = colors.sorted { $0.key < $1.key }.enumerated().map { index, entry in
-            String(format: #"<rect x="%.0f" y="12" width="10" height="10" fill="%@"/>"#, left + 420 + Double(index) * 95, entry.value)
-                + Plots.text(left + 434 + Double(index) * 95, 21, ["gemm": "expert GEMM", "comm": "communication", "local": "reduce, pack", "dense": "dense layers", "wait": "waiting"][entry.key]!, size: 10)
+            String(format: #"<rect x="%.0f" y="27" width="10" height="10" fill="%@"/>"#, left + 420 + Double(index) * 95, entry.value)
+                + Plots.text(left + 434 + Double(index) * 95, 36, ["gemm": "expert GEMM", "comm": "communication", "local": "reduce, pack", "dense": "dense layers", "wait": "waiting"][entry.key]!, size: 10)
         }.joined()
         return """
             <?xml version="1.0" encoding="UTF-8"?>
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(left + width + 20))" height="\(Int(height))" font-family="sans-serif">
             <rect width="100%" height="100%" fill="white"/>
-            \(Plots.text(8, 22, title, size: 13, bold: true))\(legend)
+            \(Plots.text(8, 22, "\(title) (\(clock.timeName))", size: 13, bold: true))\(legend)
             \(axis)
             \(body)</svg>
 

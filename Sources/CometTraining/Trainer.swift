@@ -24,15 +24,24 @@ public final class Trainer {
     /// MoE forward and backward, under phase names "SCHEDULE dense|forward|backward".
     public private(set) var lastStepActivities: [(phase: String, activity: Activity)] = []
 
-    /// What one step measured, over the whole job.
+    /// What one step measured, over the whole job. Times are on the run's clock
+    /// (`clock`: the device's, or the host's wall clock), except `wall_ms` and `cpu_ms`.
     public struct StepReport: Codable, Sendable {
         public let step: Int
         public let loss: Double
         public let aux_loss: Double
         public let lr: Float
         public let grad_norm: Double
+        /// The clock of the step's times: "device" or "wall" (nil in metrics written
+        /// before it was recorded).
+        public let clock: String?
+        /// Milliseconds of the step (slowest rank) on the run's clock, and on the
+        /// host's wall clock (nil in metrics written before they were recorded).
+        public let step_ms: Double?
+        public let wall_ms: Double?
+        /// Global batch tokens over the step's time on the run's clock.
         public let tokens_per_s: Double
-        /// Seconds of the step in MoE communication and expert GEMMs (slowest rank).
+        /// Milliseconds of the step in MoE communication and expert GEMMs (slowest rank).
         public let comm_ms: Double
         public let gemm_ms: Double
         /// CPU milliseconds all ranks' processes (every thread) ran during the step,
@@ -43,19 +52,25 @@ public final class Trainer {
         public var eval_loss: Double?
     }
 
-    /// The run's outcome, also written to `summary.json`.
+    /// The run's outcome, also written to `summary.json`: `seconds` and `tokens_per_s`
+    /// on the run's `clock` ("device" or "wall"), `wall_seconds` and
+    /// `wall_tokens_per_s` on the host's wall clock; each over the whole of `run`
+    /// (steps, evaluations, checkpoints) as rank 0 saw it.
     public struct Summary: Codable, Sendable {
         public let final_train_loss: Double
         public let final_eval_loss: Double
         public let entropy_floor: Double?
         public let unigram_entropy: Double?
         public let eval_over_floor: Double?
+        public let clock: String
+        public let seconds: Double
         public let tokens_per_s: Double
+        public let wall_seconds: Double
+        public let wall_tokens_per_s: Double
         public let schedule: String
         public let layout: String
         public let ranks: Int
         public let steps: Int
-        public let wall_seconds: Double
     }
 
     /// Builds everything; `data` is a text file (byte-level) or nil for the built-in
@@ -110,7 +125,7 @@ public final class Trainer {
     public func run(until stop: Int? = nil, _ progress: (StepReport) -> Void) throws -> Summary {
         let world = groups.world
         let t = config.sequenceLength
-        let start = device.clock.now()
+        let (start, hostStart) = (device.clock.now(), hostSeconds())
         var trained = 0
         var lastLoss = Double.nan, lastEval = Double.nan
         let last = min(stop ?? config.steps, config.steps)
@@ -128,13 +143,15 @@ public final class Trainer {
             progress(report)
         }
         if lastEval.isNaN { lastEval = try evaluate() }
-        let wall = device.clock.seconds(since: start)
+        let (seconds, wall) = (device.clock.seconds(since: start), hostSeconds() - hostStart)
+        let tokens = Double(trained * config.globalBatch * t)
         let floor = data.lossFloor(length: t + 1)
         let summary = Summary(
             final_train_loss: lastLoss, final_eval_loss: lastEval, entropy_floor: floor,
             unigram_entropy: data.contextFreeLoss(length: t + 1), eval_over_floor: floor.map { lastEval / $0 },
-            tokens_per_s: Double(trained * config.globalBatch * t) / max(wall, 1e-9), schedule: config.schedule.rawValue,
-            layout: groups.layout.description, ranks: world.size, steps: optimizer.step, wall_seconds: wall)
+            clock: device.clock.name, seconds: seconds, tokens_per_s: tokens / max(seconds, 1e-9), wall_seconds: wall,
+            wall_tokens_per_s: tokens / max(wall, 1e-9), schedule: config.schedule.rawValue, layout: groups.layout.description,
+            ranks: world.size, steps: optimizer.step)
         if world.rank == 0, let runDirectory {
             try writeJSON(summary, to: runDirectory.appendingPathComponent("summary.json").path)
         }
@@ -146,7 +163,7 @@ public final class Trainer {
     public func step() throws -> StepReport {
         let world = groups.world
         let (b, t, step) = (config.sequencesPerRank(ranks: world.size), config.sequenceLength, optimizer.step)
-        let (stepStart, cpuStart) = (device.clock.now(), processCPUSeconds())
+        let (stepStart, hostStart, cpuStart) = (device.clock.now(), hostSeconds(), processCPUSeconds())
         let tokens = data.sequences(step: step, first: world.rank * b, count: b, length: t + 1, evaluation: false)
         model.parameters.zeroGradients()
         let loss = try model.forward(tokens)
@@ -164,12 +181,14 @@ public final class Trainer {
         try world.allReduce(&totals, .sum)
         var load = loss.expertLoad.map { Int64($0) }
         try world.allReduce(&load, .sum)
-        var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm, device.clock.seconds(since: stepStart)]
+        var times = [forwardTimes.comm + backwardTimes.comm, forwardTimes.gemm + backwardTimes.gemm,
+                     device.clock.seconds(since: stepStart), hostSeconds() - hostStart]
         try world.allReduce(&times, .max)
         return StepReport(
             step: optimizer.step, loss: totals[0] / Double(world.size), aux_loss: totals[1] / Double(world.size), lr: lr,
-            grad_norm: norm, tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3,
-            gemm_ms: times[1] * 1e3, cpu_ms: totals[2] * 1e3, expert_load: load.map { Int($0) }, eval_loss: nil)
+            grad_norm: norm, clock: device.clock.name, step_ms: times[2] * 1e3, wall_ms: times[3] * 1e3,
+            tokens_per_s: Double(config.globalBatch * t) / times[2], comm_ms: times[0] * 1e3, gemm_ms: times[1] * 1e3,
+            cpu_ms: totals[2] * 1e3, expert_load: load.map { Int($0) }, eval_loss: nil)
     }
 
     /// Mean cross-entropy over the held-out sequences (the same ones every time). Collective.

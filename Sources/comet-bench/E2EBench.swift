@@ -18,6 +18,11 @@ struct E2EBench: RankCommand {
             Every schedule trains its own copy of the model from the same seed on the same batches. The \
             balanced link is calibrated on sequential so that the busiest rank pair's exchanges in the MoE \
             layers take as long as their expert GEMMs.
+            Times are on --clock's time. CPU ms is the host CPU all ranks' threads ran per step (a host figure on \
+            either clock, waits included). Its use is, on wall time, the share of the nodes' cores it fills in a \
+            step; on device time, where every engine has its own core, the engines each rank kept busy on average \
+            (CPU over ranks x step time). The bound's CPU term (sequential's CPU on the nodes' cores) exists on \
+            wall time only.
             """)
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
@@ -38,24 +43,28 @@ struct E2EBench: RankCommand {
         let speedup: Double
         let moe_comm_ms: Double
         let moe_gemm_ms: Double
-        /// CPU milliseconds of all ranks per step.
+        /// Host CPU milliseconds of all ranks per step.
         let cpu_ms: Double
-        /// cpu_ms over what the nodes' cores could run in step_ms.
+        /// cpu_ms over what the nodes' cores could run in step_ms (wall time), or over
+        /// one engine per rank in step_ms: the engines each rank kept busy (device time).
         let cpu_use: Double
     }
 
     /// The fastest step any schedule could reach with sequential's work: all of the
-    /// link time hidden (but no shorter than it), and no less CPU than sequential's on
-    /// the nodes' cores.
+    /// link time hidden (but no shorter than it), and, on wall time, no less CPU than
+    /// sequential's on the nodes' cores (on device time every engine has its own core).
     struct Bound: Encodable {
         let step_ms: Double
         let speedup: Double
         /// Link time of the busiest links per step (what there is to hide).
         let link_ms: Double
-        let cores: Int
+        /// The nodes' cores (nil on device time: no host-core term).
+        let cores: Int?
     }
 
     struct JSON: Encodable {
+        /// "device" or "wall": the clock of every time.
+        let clock: String
         let link: LinkModel
         let calibration: Calibration
         let schedules: [Row]
@@ -75,30 +84,31 @@ struct E2EBench: RankCommand {
         let (model, calibration, pairBytes) = try calibrate(base, world: world) { try trainer(.sequential, link: .native) }
         // Per step, each block's busiest links carry two passes, each a dispatch and a combine.
         let linkMS = pairBytes.reduce(0) { $0 + 2 * model.passTime(busiestPairBytes: $1) } * 1e3
-        let cores = try world.coreCount()
+        let cores = device.clock.isPerRank ? nil : try world.coreCount()
         let trainers = try schedule.map { try trainer($0, link: model) }
         let samples = try interleavedRounds(trainers.count, warmup: warmup, rounds: iterations) { index in
             try world.barrier()
             return try trainers[index].step()
         }
-        if gantt != nil || trace != nil,
-           let events = try ChromeTrace.gather(trainers.flatMap(\.lastStepActivities), world: world, clock: device.clock) {
-            if let trace { try ChromeTrace.write(events, to: trace) }
-            if let gantt {
-                try save(Data(GanttChart.svg(events, title: "One training step per schedule, \(world.size) ranks, link \(model.name)").utf8), to: gantt)
-            }
-        }
+        try ChromeTrace.export(trainers.flatMap(\.lastStepActivities), world: world, clock: device.clock, trace: trace, gantt: gantt,
+                               title: "One training step per schedule, \(world.size) ranks, link \(model.name)")
         guard world.rank == 0 else { return }
-        let (rows, bound) = summarize(samples, base, linkMS: linkMS, cores: cores)
+        let (rows, bound) = summarize(samples, base, linkMS: linkMS, cores: cores, ranks: world.size)
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
+        print(device.clock.reportLine)
         print("link: \(model)")
         printTable(rows, bound: bound, cores: cores)
-        if let json { try writeJSON(JSON(link: model, calibration: calibration, schedules: rows, bound: bound), to: json) }
+        if let json {
+            try writeJSON(JSON(clock: device.clock.name, link: model, calibration: calibration, schedules: rows, bound: bound), to: json)
+        }
     }
 
-    /// Each schedule's medians, and the bound any schedule has with sequential's work.
-    private func summarize(_ samples: [[Trainer.StepReport]], _ base: TrainConfig, linkMS: Double, cores: Int) -> ([Row], Bound?) {
+    /// Each schedule's medians, and the bound any schedule has with sequential's work;
+    /// `cores` nil on device time (CPU use is then per engine, one per rank of `ranks`).
+    private func summarize(
+        _ samples: [[Trainer.StepReport]], _ base: TrainConfig, linkMS: Double, cores: Int?, ranks: Int
+    ) -> ([Row], Bound?) {
         let tokens = Double(base.globalBatch * base.sequenceLength)
         let medians = samples.map { reports in
             (step: median(reports.map { tokens / $0.tokens_per_s }), comm: median(reports.map(\.comm_ms)),
@@ -108,30 +118,32 @@ struct E2EBench: RankCommand {
         let rows = zip(schedule, medians).map { kind, m in
             Row(schedule: kind.rawValue, step_ms: m.step * 1e3, tokens_per_s: tokens / m.step,
                 speedup: sequential.map { $0.step / m.step } ?? .nan, moe_comm_ms: m.comm, moe_gemm_ms: m.gemm,
-                cpu_ms: m.cpu, cpu_use: m.cpu / (m.step * 1e3 * Double(cores)))
+                cpu_ms: m.cpu, cpu_use: m.cpu / (m.step * 1e3 * Double(cores ?? ranks)))
         }
         let bound = sequential.map { s in
-            let stepMS = max(s.step * 1e3 - linkMS, linkMS, s.cpu / Double(cores))
+            let stepMS = max(s.step * 1e3 - linkMS, linkMS, cores.map { s.cpu / Double($0) } ?? 0)
             return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, cores: cores)
         }
         return (rows, bound)
     }
 
-    private func printTable(_ rows: [Row], bound: Bound?, cores: Int) {
-        print("medians of \(iterations) steps after \(warmup) warm-up steps; CPU: all ranks, use: of \(cores) cores")
-        print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms   CPU ms  CPU use")
+    /// The table, the bound and each comet variant's share of it. `cores` nil (device
+    /// time): the last column is the engines each rank kept busy, else the cores' use.
+    private func printTable(_ rows: [Row], bound: Bound?, cores: Int?) {
+        let use = cores.map { ("CPU use", "use: of \($0) cores") } ?? ("engines", "engines: busy per rank (CPU over ranks x step)")
+        print("medians of \(iterations) steps after \(warmup) warm-up steps; CPU: host CPU of all ranks; \(use.1)")
+        print("schedule      step ms   tokens/s  speedup  MoE comm ms  MoE GEMM ms   CPU ms  \(use.0)")
         for row in rows {
-            print(padded(row.schedule, 12) + String(format: "  %7.1f  %9.0f  %6.2fx  %11.1f  %11.1f  %7.1f  %6.0f%%",
+            let figure = cores == nil ? String(format: "%7.1f", row.cpu_use) : String(format: "%6.0f%%", 100 * row.cpu_use)
+            print(padded(row.schedule, 12) + String(format: "  %7.1f  %9.0f  %6.2fx  %11.1f  %11.1f  %7.1f  %@",
                                                     row.step_ms, row.tokens_per_s, row.speedup, row.moe_comm_ms,
-                                                    row.moe_gemm_ms, row.cpu_ms, 100 * row.cpu_use))
+                                                    row.moe_gemm_ms, row.cpu_ms, figure))
         }
-        if let bound {
-            print(String(format: """
-                bound for any schedule (the busiest links' %.1f ms per step all hidden, sequential's CPU on %d cores): \
-                %.1f ms per step, %.2fx
-                """, bound.link_ms, bound.cores, bound.step_ms, bound.speedup))
-            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
-        }
+        guard let bound else { return }
+        let cpuTerm = cores.map { "sequential's CPU on \($0) cores" } ?? "no host-core term on device time: each engine has its own core"
+        print(String(format: "bound for any schedule (the busiest links' %.1f ms per step all hidden; %@): %.1f ms per step, %.2fx",
+                     bound.link_ms, cpuTerm, bound.step_ms, bound.speedup))
+        printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
     }
 
     /// The `--link` model, calibrated on sequential's training steps: the MoE GEMM

@@ -16,7 +16,8 @@ struct LayerBench: RankCommand {
         discussion: """
             Links: native (no pacing), balanced (calibrated in this run so that the busiest rank pair's \
             exchanges, forward plus backward, take as long as sequential's GEMMs), h800 or l20 (the GPU cluster's ratio of communication to \
-            computation, scaled to this machine's measured GEMM speed).
+            computation, scaled to this machine's measured GEMM speed). Times, the calibration and the bound are on \
+            --clock's time; the single-thread rate is the host's.
             """)
 
     @OptionGroup var options: LayerBenchOptions
@@ -40,14 +41,9 @@ struct LayerBench: RankCommand {
         guard let layouts else {
             let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
                                                              blas: context.blas.summary)
-            if trace != nil || gantt != nil, let events = try ChromeTrace.gather(activities, world: world, clock: device.clock) {
-                if let trace { try ChromeTrace.write(events, to: trace) }
-                if let gantt {
-                    let title = "One MoE layer, forward + backward, \(world.size) ranks (EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), "
-                        + "link \(options.setup.link.rawValue)"
-                    try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
-                }
-            }
+            try ChromeTrace.export(activities, world: world, clock: device.clock, trace: trace, gantt: gantt,
+                                   title: "One MoE layer, forward + backward, \(world.size) ranks "
+                                       + "(EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), link \(options.setup.link.rawValue)")
             guard let report else { return }
             report.print()
             if let json { try writeJSON(report.json, to: json) }
@@ -139,8 +135,8 @@ struct LayerBenchOptions: ParsableArguments {
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
             variants: variants.map(\.label), tilings: tilings, samples: samples, config: config, options: setup.flags.options(chunks: 1),
-            ranks: world.size, tensorParallel: tensorParallel, link: link, calibration: calibration, peakRSSKiB: Int(rss), blas: blas,
-            tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
+            ranks: world.size, tensorParallel: tensorParallel, clock: device.clock, link: link, calibration: calibration,
+            peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
         return (report, activities)
     }
 

@@ -1,7 +1,10 @@
+import CometCore
 import CometMoE
+import CometTelemetry
 import Foundation
 
-/// The figures of `comet-bench layer`: medians per schedule, compared with sequential.
+/// The figures of `comet-bench layer`: medians per schedule, compared with sequential,
+/// every time on `clock`.
 struct LayerReport {
     let variants: [String]
     /// How each variant's schedule cut its work.
@@ -12,6 +15,7 @@ struct LayerReport {
     let ranks: Int
     /// TP: ranks that share each expert's K dimension (EP = ranks / TP).
     let tensorParallel: Int
+    let clock: any Clock
     let link: LinkModel
     let calibration: Calibration
     let peakRSSKiB: Int
@@ -48,6 +52,8 @@ struct LayerReport {
     }
 
     struct JSON: Encodable {
+        /// "device" or "wall": the clock of every time.
+        let clock: String
         let ranks: Int
         let expert_parallel: Int
         let tensor_parallel: Int
@@ -83,7 +89,7 @@ struct LayerReport {
     }
 
     var json: JSON {
-        JSON(ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
+        JSON(clock: clock.name, ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
              peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs,
              single_thread_tile_rows: tileRows, comet_tracing: tracing,
              bound: bound,
@@ -93,7 +99,8 @@ struct LayerReport {
     /// How fast any schedule could be with sequential's link time and CPU work: each
     /// pass takes at least what its busiest link carries (a dispatch and a combine of
     /// the busiest rank pair's rows, on the link model) and at least its remaining
-    /// work (sequential's pass time less that), whichever is longer.
+    /// work (sequential's pass time less that), whichever is longer. It has no term
+    /// for the host's cores, so it holds on either clock.
     struct Bound: Encodable {
         let forward_ms: Double
         let backward_ms: Double
@@ -113,6 +120,7 @@ struct LayerReport {
         Swift.print("""
             comet-bench layer: \(ranks) ranks (EP=\(ranks / tensorParallel) x TP=\(tensorParallel)), T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
             E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
+            \(clock.reportLine)
             link: \(link)
             threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM
             \(zip(variants, tilings).filter { $0.0 != "sequential" }.map { "\($0.0): \($0.1)" }.joined(separator: "; "))

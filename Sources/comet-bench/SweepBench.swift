@@ -25,7 +25,9 @@ struct SweepBench: RankCommand {
     @OptionGroup var options: LayerBenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    /// One schedule at one point; sweep.json adds its clock ("device" or "wall").
     struct Row: Encodable {
+        let clock: String
         let axis: String
         let point: String
         let schedule: String
@@ -61,13 +63,14 @@ struct SweepBench: RankCommand {
     func run(on context: RankContext) throws {
         let world = context.world, device = context.device
         var rows: [Row] = []
+        if world.rank == 0 { print(device.clock.reportLine) }
         for axis in self.axis {
             for (label, config) in points(axis, options.setup.moe.config) {
                 guard (try? config.validate(expertParallel: world.size)) != nil else { continue }  // e.g. E not divisible by W
                 let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
                                                         blas: context.blas.summary)
                 for row in report?.rows ?? [] {
-                    rows.append(Row(axis: axis.rawValue, point: label, schedule: row.schedule, total_ms: row.total_ms,
+                    rows.append(Row(clock: device.clock.name, axis: axis.rawValue, point: label, schedule: row.schedule, total_ms: row.total_ms,
                                     speedup: row.speedup, hidden_fraction: row.hidden_fraction))
                 }
                 if world.rank == 0 { print("sweep \(axis.rawValue) \(label): done") }

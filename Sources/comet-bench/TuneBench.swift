@@ -17,7 +17,9 @@ struct TuneBench: RankCommand {
         discussion: """
             Candidates: communicator and GEMM thread counts within the rank's share of the cores (at least one of each), \
             layer0 tiles of 32 to 256 rows, layer1 blocks of 64 to 256 columns. After the profile, the chosen split and the \
-            best and default fixed splits run again, interleaved, as a check. Later runs read the table with --tuning.
+            best and default fixed splits run again, interleaved, as a check. Later runs read the table with --tuning. \
+            Profiles are timed on --clock's time; the table's key does not record the clock, so an entry profiled on \
+            one clock is also read on the other.
             """)
 
     @OptionGroup var setup: BenchSetup
@@ -35,6 +37,7 @@ struct TuneBench: RankCommand {
         guard budget >= 2 else { throw InputError("--threads must be at least 2 (one communicator and one GEMM thread)") }
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()
         let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [setup.tp]
+        if world.rank == 0 { print(device.clock.reportLine) }
         for tp in sizes {
             guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, device: device,
                                           blasCore: OpenBLAS.coreName) else {

@@ -17,6 +17,8 @@ struct CometTrain: RankCommand {
         discussion: """
             With no flags, trains on a built-in synthetic language whose entropy floor is known exactly, \
             and leaves a run directory with config.json, metrics.jsonl, summary.json and a safetensors checkpoint.
+            Step times and tokens/s are on --clock's time (device by default, whatever the host's cores); \
+            metrics.jsonl (wall_ms) and summary.json (wall_seconds) also give the host's wall time.
             """)
 
     @Option(help: "A JSON configuration (see --print-config); keys left out keep their defaults.") var config: String?
@@ -76,7 +78,8 @@ struct CometTrain: RankCommand {
                                   runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
-            print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue); "
+            print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue), "
+                + "\(context.device.clock.timeName); "
                 + "\(trainer.model.parameters.count) parameters on rank 0; run directory \(directory.path)")
             if let floor = trainer.data.lossFloor(length: config.sequenceLength + 1),
                let unigram = trainer.data.contextFreeLoss(length: config.sequenceLength + 1) {
@@ -86,20 +89,19 @@ struct CometTrain: RankCommand {
         let summary = try trainer.run(until: stopAfter) { progress.update($0) }
         progress.finish()
         if world.rank == 0 { try writePlots(directory, summary: summary) }
-        if trace != nil || gantt != nil,
-           let events = try ChromeTrace.gather(trainer.lastStepActivities, world: world, clock: trainer.device.clock) {
-            if let trace { try ChromeTrace.write(events, to: trace) }
-            if let gantt {
-                let title = "The last training step, \(world.size) ranks, schedule \(config.schedule.rawValue)"
-                try save(Data(GanttChart.svg(events, title: title).utf8), to: gantt)
-            }
-        }
-        if world.rank == 0 {
-            var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
-            if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
-            line += String(format: ", %.0f tokens/s, %.1f s", summary.tokens_per_s, summary.wall_seconds)
-            print(line)
-        }
+        try ChromeTrace.export(trainer.lastStepActivities, world: world, clock: context.device.clock, trace: trace, gantt: gantt,
+                               title: "The last training step, \(world.size) ranks, schedule \(config.schedule.rawValue)")
+        if world.rank == 0 { print(doneLine(summary, clock: context.device.clock)) }
+    }
+
+    /// "done: train loss ..., N tokens/s and S s of device time (W s on this host)";
+    /// on wall time the two are one.
+    private func doneLine(_ summary: Trainer.Summary, clock: any Clock) -> String {
+        var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
+        if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
+        line += String(format: ", %.0f tokens/s and %.1f s of %@", summary.tokens_per_s, summary.seconds, clock.timeName)
+        if clock.isPerRank { line += String(format: " (%.1f s on this host)", summary.wall_seconds) }
+        return line
     }
 
     /// loss.svg (train and eval loss with the entropy floor) and expert-load.svg (the

@@ -134,7 +134,8 @@ final class MoETests: XCTestCase {
     }
 }
 
-/// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the expected tracks.
+/// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the
+/// expected tracks, on the device clock; `--clock wall` names the host's clock.
 final class TraceTests: XCTestCase {
     func testLayerBenchWritesAChromeTrace() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).trace.json").path
@@ -146,7 +147,9 @@ final class TraceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: path + ".svg") }
         XCTAssertTrue(XMLParser(contentsOf: URL(fileURLWithPath: path + ".svg"))?.parse() == true, "the Gantt SVG is not well-formed XML")
         XCTAssertEqual(job.status, 0, job.transcript)
+        XCTAssertTrue(try String(contentsOfFile: path + ".svg", encoding: .utf8).contains("(device time)"), "the Gantt title lacks the clock")
         let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        XCTAssertEqual((trace["otherData"] as? [String: String])?["clock"], "device")
         let events = trace["traceEvents"] as! [[String: Any]]
         let names = Set(events.filter { $0["ph"] as? String == "M" }.compactMap { ($0["args"] as? [String: String])?["name"] })
         XCTAssertTrue(names.isSuperset(of: ["rank 0", "rank 1"]), "\(names)")
@@ -159,6 +162,20 @@ final class TraceTests: XCTestCase {
         for pid in [0, 1] { XCTAssertTrue(comet.contains { $0["pid"] as? Int == pid }, "no events from rank \(pid)") }
         XCTAssertTrue(events.contains { ($0["cat"] as? String)?.contains("sequential") == true })
         XCTAssertTrue(events.allSatisfy { ($0["ts"] as? Double ?? 0) >= 0 })
+    }
+
+    func testLayerBenchOnTheWallClockSaysSo() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let job = try MPIJob.run(ranks: 2, "comet-bench", [
+            "layer", "--tokens", "64", "--model-width", "32", "--hidden-width", "48", "--experts", "4", "--iterations", "1",
+            "--warmup", "0", "--chunks", "2", "--link", "native", "--clock", "wall", "--json", path,
+        ])
+        XCTAssertEqual(job.status, 0, job.transcript)
+        XCTAssertTrue(job.stdout.contains("\nclock: wall (this host's"), job.transcript)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        XCTAssertEqual(report["clock"] as? String, "wall")
+        XCTAssertNotNil(report["schedules"] as? [[String: Any]])
     }
 }
 
@@ -202,7 +219,9 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(csv.first, "axis,point,schedule,total_ms,speedup,hidden_fraction")
         XCTAssertEqual(csv.count, 1 + 5 * 4, "5 imbalance points x 4 schedules")
         XCTAssertTrue(XMLParser(contentsOf: directory.appendingPathComponent("sweep-imbalance.svg"))?.parse() == true)
-        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("sweep.json"))) as? [Any])
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("sweep.json"))) as? [[String: Any]]
+        XCTAssertEqual(rows?.count, 5 * 4)
+        XCTAssertTrue(rows?.allSatisfy { $0["clock"] as? String == "device" } == true, "sweep.json rows lack their clock")
     }
 }
 
@@ -219,8 +238,11 @@ final class E2EBenchTests: XCTestCase {
             "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--json", json.path,
         ])
         XCTAssertEqual(job.status, 0, job.transcript)
-        XCTAssertTrue(job.stdout.contains("bound for any schedule"), job.transcript)
+        XCTAssertTrue(job.stdout.contains("\nclock: device (each rank's threads are engines"), job.transcript)
+        XCTAssertTrue(job.stdout.contains("bound for any schedule") && job.stdout.contains("no host-core term on device time"),
+                      job.transcript)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        XCTAssertEqual(report["clock"] as? String, "device")
         let rows = report["schedules"] as! [[String: Any]]
         XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet", "comet-rows"])
         for row in rows {
@@ -230,5 +252,6 @@ final class E2EBenchTests: XCTestCase {
         let bound = report["bound"] as! [String: Any]
         XCTAssertGreaterThanOrEqual(bound["speedup"] as! Double, 1)
         XCTAssertGreaterThan(bound["link_ms"] as! Double, 0)
+        XCTAssertNil(bound["cores"], "a bound on device time has no host-core term")
     }
 }

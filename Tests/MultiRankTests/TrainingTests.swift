@@ -40,14 +40,20 @@ final class TrainingTests: XCTestCase {
         let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 12)
         let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
-        for key in ["step", "loss", "aux_loss", "lr", "grad_norm", "tokens_per_s", "comm_ms", "gemm_ms", "expert_load"] {
+        for key in ["step", "loss", "aux_loss", "lr", "grad_norm", "clock", "step_ms", "wall_ms", "tokens_per_s", "comm_ms", "gemm_ms",
+                    "expert_load"] {
             XCTAssertNotNil(first[key], "metrics lack \(key)")
         }
+        XCTAssertEqual(first["clock"] as? String, "device")
+        XCTAssertGreaterThan(first["wall_ms"] as! Double, 0)
         XCTAssertEqual((first["expert_load"] as! [Int]).count, 8)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("summary.json"))) as! [String: Any]
-        for key in ["final_train_loss", "final_eval_loss", "entropy_floor", "unigram_entropy", "tokens_per_s", "schedule", "layout", "wall_seconds"] {
+        for key in ["final_train_loss", "final_eval_loss", "entropy_floor", "unigram_entropy", "clock", "seconds", "tokens_per_s",
+                    "wall_seconds", "wall_tokens_per_s", "schedule", "layout"] {
             XCTAssertNotNil(summary[key], "summary lacks \(key)")
         }
+        XCTAssertEqual(summary["clock"] as? String, "device")
+        XCTAssertTrue(job.stdout.contains("s of device time ("), job.transcript)
         XCTAssertLessThanOrEqual(summary["entropy_floor"] as! Double, (summary["unigram_entropy"] as! Double) / 2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("config.json").path))
         for plot in ["loss.svg", "expert-load.svg"] {
