@@ -179,6 +179,8 @@ struct LayerBenchOptions: ParsableArguments {
     /// One forward and backward of one schedule, each timed between barriers.
     struct Sample {
         let forward: Double, backward: Double, comm: Double, gemm: Double, gemmGFLOPs: Double
+        /// Every rank's y, dx and expert gradients, hashed (`outputDigest`).
+        let digest: UInt64
         /// This rank's activities, forward then backward.
         let activities: [(phase: String, activity: Activity)]
     }
@@ -204,7 +206,29 @@ struct LayerBenchOptions: ParsableArguments {
         let activities = forwardActivities.map { (phase: "forward", activity: $0) }
             + layer.timeline.all.map { (phase: "backward", activity: $0) }
         return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                      comm: comm, gemm: gemm, gemmGFLOPs: rate, activities: activities)
+                      comm: comm, gemm: gemm, gemmGFLOPs: rate,
+                      digest: try outputDigest([inputs.y.view, inputs.dx.view] + layer.experts.upGradient + layer.experts.downGradient, world),
+                      activities: activities)
+    }
+}
+
+/// FNV-1a over the bits of every rank's `matrices`, combined in rank order: equal
+/// digests mean bit-identical results. Collective.
+func outputDigest(_ matrices: [MatrixView], _ world: Communicator) throws -> UInt64 {
+    func fnv(_ hash: inout UInt64, _ word: UInt64) {
+        hash ^= word
+        hash = hash &* 0x100_0000_01b3
+    }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for matrix in matrices {
+        for row in 0..<matrix.rows {
+            for column in 0..<matrix.columns { fnv(&hash, UInt64(matrix.base[row * matrix.rowStride + column].bitPattern)) }
+        }
+    }
+    return try world.allGather([hash]).reduce(0xcbf2_9ce4_8422_2325) { combined, rank in
+        var combined = combined
+        fnv(&combined, rank)
+        return combined
     }
 }
 

@@ -49,6 +49,10 @@ struct LayerReport {
         let hidden_fraction: Double
         /// GEMM FLOPs per CPU second of the GEMM threads, GFLOP/s.
         let gemm_gflops_per_thread: Double
+        /// A digest of every rank's outputs and expert gradients after the last
+        /// iteration (`outputDigest`), and whether every iteration gave the same.
+        let output_digest: String
+        let outputs_repeat: Bool
     }
 
     struct JSON: Encodable {
@@ -84,7 +88,9 @@ struct LayerReport {
             return Row(schedule: name, tiling: tilings[index], forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
                        comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, speedup: sequentialTotal / total,
                        hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
-                       gemm_gflops_per_thread: m.rate)
+                       gemm_gflops_per_thread: m.rate,
+                       output_digest: String(samples[index].last?.digest ?? 0, radix: 16),
+                       outputs_repeat: Set(samples[index].map(\.digest)).count <= 1)
         }
     }
 
