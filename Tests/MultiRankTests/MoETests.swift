@@ -134,7 +134,8 @@ final class MoETests: XCTestCase {
     }
 }
 
-/// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the expected tracks.
+/// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the expected tracks, and a report
+/// that says how the balanced link was calibrated.
 final class TraceTests: XCTestCase {
     func testLayerBenchWritesAChromeTrace() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).trace.json").path
@@ -146,6 +147,7 @@ final class TraceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: path + ".svg") }
         XCTAssertTrue(XMLParser(contentsOf: URL(fileURLWithPath: path + ".svg"))?.parse() == true, "the Gantt SVG is not well-formed XML")
         XCTAssertEqual(job.status, 0, job.transcript)
+        XCTAssertTrue(job.stdout.contains("link calibration: balanced: forward communication = forward expert GEMMs"), job.transcript)
         let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
         let events = trace["traceEvents"] as! [[String: Any]]
         let names = Set(events.filter { $0["ph"] as? String == "M" }.compactMap { ($0["args"] as? [String: String])?["name"] })
@@ -207,7 +209,8 @@ final class SweepTests: XCTestCase {
 }
 
 /// `comet-bench e2e`: every schedule trains the same configuration in one run, and the
-/// report holds their throughputs, their CPU use and the bound any schedule has.
+/// report holds their throughputs, their CPU use, the bound any schedule has and how
+/// the link (here the whole-pass calibration) was calibrated.
 final class E2EBenchTests: XCTestCase {
     func testE2EReportsEverySchedule() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-e2e-\(UUID().uuidString)")
@@ -216,11 +219,13 @@ final class E2EBenchTests: XCTestCase {
         let config = directory.appendingPathComponent("config.json"), json = directory.appendingPathComponent("e2e.json")
         try Data(#"{"modelWidth": 32, "expertWidth": 48, "sequenceLength": 16, "globalBatch": 4, "experts": 4}"#.utf8).write(to: config)
         let job = try MPIJob.run(ranks: 2, "comet-bench", [
-            "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--json", json.path,
+            "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--link", "balanced-pass", "--json", json.path,
         ])
         XCTAssertEqual(job.status, 0, job.transcript)
         XCTAssertTrue(job.stdout.contains("bound for any schedule"), job.transcript)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        XCTAssertEqual((report["link"] as! [String: Any])["name"] as? String, "balanced-pass")
+        XCTAssertTrue((report["link_calibration"] as! String).hasPrefix("balanced-pass: forward + backward communication"))
         let rows = report["schedules"] as! [[String: Any]]
         XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet", "comet-rows"])
         for row in rows {
