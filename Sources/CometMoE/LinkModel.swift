@@ -25,21 +25,25 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var isNative: Bool { latency == 0 && bandwidth == .infinity }
 
-    /// Latency used by `balanced`.
+    /// Latency of the links `balanced` makes.
     public static let balancedLatency = 20e-6
 
-    /// A link on which `exchanges` exchanges of the busiest rank pair's `bytes`
-    /// together last `gemmSeconds`: communication then takes as long as the GEMMs,
-    /// the paper's regime (communication was 47% of forward time in Megatron).
+    /// A link named `name` on which `exchanges` exchanges of the busiest rank pair's
+    /// `bytes` together last `gemmSeconds`. `comet-bench` calibrates `balanced` (the
+    /// paper's regime: Megatron's MoE forward spent 47% of its time communicating) on
+    /// sequential's forward, a dispatch and a combine per MoE layer against its
+    /// forward expert GEMMs, and `balanced-pass` on the forward and backward against
+    /// the expert GEMMs of both.
     ///
-    /// Every pass makes two exchanges (dispatch and combine), and both land on the
-    /// same queue of `LinkClock`: comet books its pulls from a peer and its pushes
-    /// back to it on one link, and an all-to-all waits for max(sent, received) on
-    /// each. So the busiest pair's bytes, twice per pass, are what the busiest link
-    /// carries under any routing.
-    public static func balanced(gemmSeconds: Double, busiestPairBytes bytes: Int, exchanges: Int) -> LinkModel {
+    /// A dispatch and a combine land on the same queue of `LinkClock`: comet books
+    /// its pulls from a peer and its pushes back to it on one link, and an all-to-all
+    /// waits for max(sent, received) on each. So the busiest pair's bytes, twice per
+    /// pass, are what the busiest link carries under any routing.
+    public static func balanced(
+        gemmSeconds: Double, busiestPairBytes bytes: Int, exchanges: Int, name: String
+    ) -> LinkModel {
         let transfer = max(gemmSeconds / Double(exchanges) - balancedLatency, 1e-6)
-        return LinkModel(name: "balanced", latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
+        return LinkModel(name: name, latency: balancedLatency, bandwidth: max(Double(bytes), 1) / transfer)
     }
 
     /// Seconds the busiest link needs for one pass: a dispatch and a combine of the

@@ -50,7 +50,7 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
 public struct TuningKey: Codable, Hashable, Sendable, CustomStringConvertible {
     /// Host name, cores and BLAS kernel (`TuningKey.thisMachine`).
     public var machine: String
-    /// The link model's name (native, balanced, h800, l20, ...).
+    /// The link model's name (native, balanced, balanced-pass, h800, l20, ...).
     public var link: String
     public var ranks: Int
     public var expertParallel: Int

@@ -9,7 +9,7 @@ import CometMoE
 /// the layout's TP, the link, the iterations, and how to make inputs, calibrate the
 /// link and time one forward and backward.
 struct BenchSetup: ParsableArguments {
-    @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
+    @Option(help: LinkChoice.help) var link: LinkChoice = .balanced
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
     @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
@@ -42,20 +42,22 @@ struct BenchSetup: ParsableArguments {
     }
 
     /// The `--link` model and what it was calibrated on: sequential's forward and
-    /// backward on a native link (two passes, each a dispatch and a combine). Collective.
+    /// backward on a native link (one MoE layer). Collective.
     func linkModel(
         _ config: MoEConfig, world: Communicator, tensorParallel: Int, inputs: LayerInputs, device: Device
     ) throws -> (LinkModel, Calibration) {
         let layer = try self.layer(.sequential, flags.options(chunks: 1), config, world: world, tensorParallel: tensorParallel,
                                    link: .native, device: device)
-        let calibration = try Calibration.measure(world, exchanges: 4) {
+        let calibration = try Calibration.measure(world, moeLayers: 1) {
             try world.barrier()
             try layer.forward(inputs.x.view, into: inputs.y.view)
             let forward = layer.timeline.all
             try layer.backward(inputs.dy.view, auxLossGradient: 0, into: inputs.dx.view)
             let activities = forward + layer.timeline.all
-            return (Timeline.busySeconds(.gemm, in: activities), activities.reduce(0) { $0 + $1.flops },
-                    (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
+            return Calibration.Sample(
+                forwardGEMMSeconds: Timeline.busySeconds(.gemm, in: forward),
+                passGEMMSeconds: Timeline.busySeconds(.gemm, in: activities), flops: activities.reduce(0) { $0 + $1.flops },
+                busiestPairBytes: (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
         }
         return (calibration.link(link), calibration)
     }

@@ -15,9 +15,9 @@ struct E2EBench: RankCommand {
         commandName: "e2e",
         abstract: "Training tokens/s of every schedule on the same configuration in one run.",
         discussion: """
-            Every schedule trains its own copy of the model from the same seed on the same batches. The \
-            balanced link is calibrated on sequential so that the busiest rank pair's exchanges in the MoE \
-            layers take as long as their expert GEMMs.
+            Every schedule trains its own copy of the model from the same seed on the same batches. The link \
+            (--link) is calibrated on sequential's training steps, with the busiest rank pair of any MoE layer \
+            standing for every layer's; the report says how.
             Times are on --clock's time. CPU ms is the host CPU all ranks' threads ran per step (a host figure on \
             either clock, waits included). Its use is, on wall time, the share of the nodes' cores it fills in a \
             step; on device time, where every engine has its own core, the engines each rank kept busy on average \
@@ -27,7 +27,7 @@ struct E2EBench: RankCommand {
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
     @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
-    @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
+    @Option(help: LinkChoice.help) var link: LinkChoice = .balanced
     @Option(help: "Measured steps per schedule.") var iterations = 10
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
@@ -67,6 +67,8 @@ struct E2EBench: RankCommand {
         let clock: String
         let link: LinkModel
         let calibration: Calibration
+        /// How the link was calibrated, in words (`Calibration.explanation`).
+        let link_calibration: String
         let schedules: [Row]
         let bound: Bound?
     }
@@ -97,11 +99,13 @@ struct E2EBench: RankCommand {
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print(device.clock.reportLine)
+        let calibrated = calibration.explanation(link)
         print("link: \(model)")
+        print("link calibration: \(calibrated)")
         printTable(rows, bound: bound, cores: cores)
-        if let json {
-            try writeJSON(JSON(clock: device.clock.name, link: model, calibration: calibration, schedules: rows, bound: bound), to: json)
-        }
+        let report = JSON(clock: device.clock.name, link: model, calibration: calibration, link_calibration: calibrated,
+                          schedules: rows, bound: bound)
+        if let json { try writeJSON(report, to: json) }
     }
 
     /// Each schedule's medians, and the bound any schedule has with sequential's work;
@@ -147,18 +151,22 @@ struct E2EBench: RankCommand {
     }
 
     /// The `--link` model, calibrated on sequential's training steps: the MoE GEMM
-    /// time of a step (slowest rank) against every block's busiest rank pair, two
-    /// exchanges per pass and two passes per step; also each block's busiest pair bytes. Collective.
+    /// time of a step's forward and of the whole step (slowest rank) against every
+    /// block's busiest rank pair; also each block's busiest pair bytes. Collective.
     private func calibrate(
         _ base: TrainConfig, world: Communicator, _ sequential: () throws -> Trainer
     ) throws -> (LinkModel, Calibration, pairBytes: [Int]) {
         let trainer = try sequential()
         var pairBytes: [Int64] = []
-        let calibration = try Calibration.measure(world, exchanges: 4 * base.layers) {
-            let step = try trainer.step()
+        let calibration = try Calibration.measure(world, moeLayers: base.layers) {
+            _ = try trainer.step()
             pairBytes = trainer.model.busiestPairBytes.map { Int64($0) }
-            let flops = trainer.lastStepActivities.reduce(0) { $0 + $1.activity.flops }
-            return (step.gemm_ms / 1e3, flops, Int(pairBytes.max() ?? 0))
+            let moe = trainer.lastStepActivities.filter { !$0.phase.hasSuffix(" dense") }
+            let forward = moe.filter { $0.phase.hasSuffix(" forward") }.map(\.activity)
+            return Calibration.Sample(
+                forwardGEMMSeconds: Timeline.busySeconds(.gemm, in: forward),
+                passGEMMSeconds: Timeline.busySeconds(.gemm, in: moe.map(\.activity)),
+                flops: moe.reduce(0) { $0 + $1.activity.flops }, busiestPairBytes: Int(pairBytes.max() ?? 0))
         }
         try world.allReduce(&pairBytes, .max)
         return (calibration.link(link), calibration, pairBytes.map { Int($0) })

@@ -13,12 +13,7 @@ struct LayerBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "layer",
         abstract: "Time the MoE layer under the sequential, chunked, comet and comet-rows schedules in one run.",
-        discussion: """
-            Links: native (no pacing), balanced (calibrated in this run so that the busiest rank pair's \
-            exchanges, forward plus backward, take as long as sequential's GEMMs), h800 or l20 (the GPU cluster's ratio of communication to \
-            computation, scaled to this machine's measured GEMM speed). Times, the calibration and the bound are on \
-            --clock's time; the single-thread rate is the host's.
-            """)
+        discussion: "The link (--link) is calibrated in this run on sequential; the report says how. Times, the calibration and the bound are on --clock's time; the single-thread rate is the host's.")
 
     @OptionGroup var options: LayerBenchOptions
     @Option(help: ArgumentHelp(
@@ -136,7 +131,8 @@ struct LayerBenchOptions: ParsableArguments {
         let report = LayerReport(
             variants: variants.map(\.label), tilings: tilings, samples: samples, config: config, options: setup.flags.options(chunks: 1),
             ranks: world.size, tensorParallel: tensorParallel, clock: device.clock, link: link, calibration: calibration,
-            peakRSSKiB: Int(rss), blas: blas, tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
+            linkCalibration: calibration.explanation(setup.link), peakRSSKiB: Int(rss), blas: blas,
+            tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
         return (report, activities)
     }
 
@@ -176,9 +172,11 @@ struct LayerBenchOptions: ParsableArguments {
         return LayerReport.TracingOverhead(traced_ms: median(traced) * 1e3, untraced_ms: median(untraced) * 1e3)
     }
 
-    /// One forward and backward of one schedule, each timed between barriers.
+    /// One forward and backward of one schedule, each timed between barriers; comm
+    /// and gemm are of both passes, forwardComm and forwardGEMM of the forward alone.
     struct Sample {
-        let forward: Double, backward: Double, comm: Double, gemm: Double, gemmGFLOPs: Double
+        let forward: Double, backward: Double, comm: Double, gemm: Double, forwardComm: Double, forwardGEMM: Double
+        let gemmGFLOPs: Double
         /// Every rank's y, dx and expert gradients, hashed (`outputDigest`).
         let digest: UInt64
         /// This rank's activities, forward then backward.
@@ -200,13 +198,14 @@ struct LayerBenchOptions: ParsableArguments {
         try layer.backward(inputs.dy.view, auxLossGradient: 0.01, into: inputs.dx.view)
         try world.barrier()
         let backward = clock.seconds(since: start)
-        let comm = try world.allReduce(forwardComm + layer.timeline.busySeconds(.comm), .max)
-        let gemm = try world.allReduce(forwardGEMM + layer.timeline.busySeconds(.gemm), .max)
+        var busy = [forwardComm + layer.timeline.busySeconds(.comm), forwardGEMM + layer.timeline.busySeconds(.gemm), forwardComm,
+                    forwardGEMM]
+        try world.allReduce(&busy, .max)
         let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)
         let activities = forwardActivities.map { (phase: "forward", activity: $0) }
             + layer.timeline.all.map { (phase: "backward", activity: $0) }
         return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                      comm: comm, gemm: gemm, gemmGFLOPs: rate,
+                      comm: busy[0], gemm: busy[1], forwardComm: busy[2], forwardGEMM: busy[3], gemmGFLOPs: rate,
                       digest: try outputDigest([inputs.y.view, inputs.dx.view] + layer.experts.upGradient + layer.experts.downGradient, world),
                       activities: activities)
     }

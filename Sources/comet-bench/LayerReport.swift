@@ -18,6 +18,8 @@ struct LayerReport {
     let clock: any Clock
     let link: LinkModel
     let calibration: Calibration
+    /// How the link was calibrated, in words (`Calibration.explanation`).
+    let linkCalibration: String
     let peakRSSKiB: Int
     let blas: String
     /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
@@ -43,6 +45,9 @@ struct LayerReport {
         let total_ms: Double
         let comm_ms: Double
         let gemm_ms: Double
+        /// The forward's share of comm_ms and gemm_ms.
+        let forward_comm_ms: Double
+        let forward_gemm_ms: Double
         /// Sequential's total time / this schedule's.
         let speedup: Double
         /// (T_sequential - T_schedule) / T_comm_sequential, as the Comet paper defines it.
@@ -65,6 +70,7 @@ struct LayerReport {
         let options: ScheduleOptions
         let link: LinkModel
         let calibration: Calibration
+        let link_calibration: String
         let peak_rss_kib_per_rank: Int
         let blas: String
         let single_thread_tile_gflops: Double
@@ -76,9 +82,10 @@ struct LayerReport {
     }
 
     var rows: [Row] {
-        let medians = samples.map { runs -> (forward: Double, backward: Double, comm: Double, gemm: Double, rate: Double) in
-            (median(runs.map(\.forward)), median(runs.map(\.backward)), median(runs.map(\.comm)),
-             median(runs.map(\.gemm)), median(runs.map(\.gemmGFLOPs)))
+        let medians = samples.map { runs in
+            (forward: median(runs.map(\.forward)), backward: median(runs.map(\.backward)), comm: median(runs.map(\.comm)),
+             gemm: median(runs.map(\.gemm)), forwardComm: median(runs.map(\.forwardComm)),
+             forwardGEMM: median(runs.map(\.forwardGEMM)), rate: median(runs.map(\.gemmGFLOPs)))
         }
         let baseline = variants.firstIndex(of: "sequential").map { medians[$0] }
         return variants.indices.map { index in
@@ -86,7 +93,8 @@ struct LayerReport {
             let total = m.forward + m.backward
             let sequentialTotal = baseline.map { $0.forward + $0.backward } ?? .nan
             return Row(schedule: name, tiling: tilings[index], forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
-                       comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, speedup: sequentialTotal / total,
+                       comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, forward_comm_ms: m.forwardComm * 1e3,
+                       forward_gemm_ms: m.forwardGEMM * 1e3, speedup: sequentialTotal / total,
                        hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
                        gemm_gflops_per_thread: m.rate,
                        output_digest: String(samples[index].last?.digest ?? 0, radix: 16),
@@ -96,7 +104,7 @@ struct LayerReport {
 
     var json: JSON {
         JSON(clock: clock.name, ranks: ranks, expert_parallel: ranks / tensorParallel, tensor_parallel: tensorParallel, config: config, options: options, link: link, calibration: calibration,
-             peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs,
+             link_calibration: linkCalibration, peak_rss_kib_per_rank: peakRSSKiB, blas: blas, single_thread_tile_gflops: tileGFLOPs,
              single_thread_tile_rows: tileRows, comet_tracing: tracing,
              bound: bound,
              schedules: rows)
@@ -128,6 +136,7 @@ struct LayerReport {
             E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
             \(clock.reportLine)
             link: \(link)
+            link calibration: \(linkCalibration)
             threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM
             \(zip(variants, tilings).filter { $0.0 != "sequential" }.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
             BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape
@@ -139,6 +148,13 @@ struct LayerReport {
                 format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",
                 row.forward_ms, row.backward_ms, row.total_ms, row.comm_ms, row.gemm_ms, row.speedup,
                 100 * row.hidden_fraction, row.gemm_gflops_per_thread, 100 * row.gemm_gflops_per_thread / tileGFLOPs, tileGFLOPs))
+        }
+        if let sequential = rows.first(where: { $0.schedule == "sequential" }) {
+            Swift.print(String(format: """
+                sequential's forward: communication %.1f ms (%.0f%% of its %.1f ms; Megatron's in the paper: 47%%), expert GEMMs %.1f ms, \
+                the busiest link's dispatch + combine %.1f ms
+                """, sequential.forward_comm_ms, 100 * sequential.forward_comm_ms / sequential.forward_ms, sequential.forward_ms,
+                sequential.forward_gemm_ms, link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3))
         }
         if let bound {
             Swift.print(String(format: """

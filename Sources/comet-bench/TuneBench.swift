@@ -56,7 +56,7 @@ struct TuneBench: RankCommand {
         guard world.size % tp == 0 else { throw InputError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
         let inputs = setup.inputs(config, world: world)
-        let (link, _) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device)
+        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device)
         let candidates = WorkloadSplit.candidates(threads: threads)
         let layers = try candidates.map { split in
             let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,
@@ -66,7 +66,10 @@ struct TuneBench: RankCommand {
         }
         let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name,
                             machine: TuningKey.thisMachine(blasCore: blasCore))
-        if world.rank == 0 { print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations") }
+        if world.rank == 0 {
+            print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations")
+            print("  link calibration: \(calibration.explanation(setup.link))")
+        }
         let times = try interleaved(layers, world: world, inputs)
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
 

@@ -135,7 +135,8 @@ final class MoETests: XCTestCase {
 }
 
 /// `comet-bench layer --trace`: a valid Chrome trace with the expected events on the
-/// expected tracks, on the device clock; `--clock wall` names the host's clock.
+/// expected tracks, on the device clock (`--clock wall` names the host's clock), and
+/// a report that says how the balanced link was calibrated.
 final class TraceTests: XCTestCase {
     func testLayerBenchWritesAChromeTrace() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("comet-\(UUID().uuidString).trace.json").path
@@ -148,6 +149,7 @@ final class TraceTests: XCTestCase {
         XCTAssertTrue(XMLParser(contentsOf: URL(fileURLWithPath: path + ".svg"))?.parse() == true, "the Gantt SVG is not well-formed XML")
         XCTAssertEqual(job.status, 0, job.transcript)
         XCTAssertTrue(try String(contentsOfFile: path + ".svg", encoding: .utf8).contains("(device time)"), "the Gantt title lacks the clock")
+        XCTAssertTrue(job.stdout.contains("link calibration: balanced: forward communication = forward expert GEMMs"), job.transcript)
         let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
         XCTAssertEqual((trace["otherData"] as? [String: String])?["clock"], "device")
         let events = trace["traceEvents"] as! [[String: Any]]
@@ -226,7 +228,8 @@ final class SweepTests: XCTestCase {
 }
 
 /// `comet-bench e2e`: every schedule trains the same configuration in one run, and the
-/// report holds their throughputs, their CPU use and the bound any schedule has.
+/// report holds their throughputs, their CPU use, the bound any schedule has and how
+/// the link (here the whole-pass calibration) was calibrated.
 final class E2EBenchTests: XCTestCase {
     func testE2EReportsEverySchedule() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-e2e-\(UUID().uuidString)")
@@ -235,7 +238,7 @@ final class E2EBenchTests: XCTestCase {
         let config = directory.appendingPathComponent("config.json"), json = directory.appendingPathComponent("e2e.json")
         try Data(#"{"modelWidth": 32, "expertWidth": 48, "sequenceLength": 16, "globalBatch": 4, "experts": 4}"#.utf8).write(to: config)
         let job = try MPIJob.run(ranks: 2, "comet-bench", [
-            "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--json", json.path,
+            "e2e", "--config", config.path, "--iterations", "2", "--warmup", "1", "--link", "balanced-pass", "--json", json.path,
         ])
         XCTAssertEqual(job.status, 0, job.transcript)
         XCTAssertTrue(job.stdout.contains("\nclock: device (each rank's threads are engines"), job.transcript)
@@ -243,6 +246,8 @@ final class E2EBenchTests: XCTestCase {
                       job.transcript)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
         XCTAssertEqual(report["clock"] as? String, "device")
+        XCTAssertEqual((report["link"] as! [String: Any])["name"] as? String, "balanced-pass")
+        XCTAssertTrue((report["link_calibration"] as! String).hasPrefix("balanced-pass: forward + backward communication"))
         let rows = report["schedules"] as! [[String: Any]]
         XCTAssertEqual(rows.map { $0["schedule"] as! String }, ["sequential", "chunked", "comet", "comet-rows"])
         for row in rows {
