@@ -23,6 +23,8 @@ final class CometPass: Sendable {
     let board: LandingBoard
     /// Rows whose layer0 GEMMs are done.
     let rowsDone = ThreadFlag()
+    /// Sums layer0's weight gradient in fixed groups, if the pass has one.
+    let gradient: OrderedGradient?
     /// Hands out the tail's tasks.
     let tail: TaskCounter
     /// Rows one GEMM may take (`ScheduleOptions.tilesPerGEMM` tiles).
@@ -43,6 +45,10 @@ final class CometPass: Sendable {
                              timeout: call.group.waitTimeout, phase: phase)
         tail = TaskCounter(count: steps.tail.count)
         maxGEMMRows = ScheduleOptions.tilesPerGEMM * tileRows
+        let groupRows = maxGEMMRows
+        gradient = steps.rowGradient.map { _ in
+            OrderedGradient(expertRows: (0..<plan.expertsPerRank).map(plan.expertRows), groupRows: groupRows)
+        }
         self.commThreads = commThreads
     }
 

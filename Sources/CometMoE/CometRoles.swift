@@ -131,6 +131,7 @@ struct ComputeRows {
                 pass.steps.rowTile(experts, work.expert, work.rows)
             }
             try layer1.computed(work, thread: thread)
+            sumGradient(work, thread: thread)
             pass.rowsDone.add(work.rows.count, at: pass.clock.now())
         }
         // Every row's layer0 is done before layer1 or the tail read all of an expert's rows.
@@ -140,6 +141,17 @@ struct ComputeRows {
         try layer1.afterLayer0(thread: thread)
         while let task = pass.tail.take() {
             pass.timeline.recordGEMM(thread: thread, "weight gradient", ["half": "tail"]) { pass.steps.tail[task](experts) }
+        }
+    }
+
+    /// Sums layer0's weight gradient over the groups that `work` completes (`OrderedGradient`).
+    private func sumGradient(_ work: LandedRows, thread: Int) {
+        guard let gradient = pass.gradient, let step = pass.steps.rowGradient else { return }
+        gradient.computed(work.rows, expert: work.expert) { rows in
+            pass.timeline.recordGEMM(thread: thread, "weight gradient rows \(rows), expert \(work.expert)",
+                                     ["half": "layer0", "expert": "\(work.expert)", "rows": "\(rows)"]) {
+                step(pass.call.experts, work.expert, rows)
+            }
         }
     }
 }

@@ -87,6 +87,7 @@ public final class CometSchedule: MoESchedule {
         try run(call, phase: phase, PassSteps(
             received: buffers.x,
             rowTile: { experts, expert, rows in experts.forwardUp(expert, rows: rows, buffers) },
+            rowGradient: nil,
             columnBlock: { experts, expert, rows, columns in experts.forwardDown(expert, rows: rows, columns: columns, buffers) },
             tail: [],
             results: buffers.y,
@@ -103,16 +104,15 @@ public final class CometSchedule: MoESchedule {
             weightGradients = HomeRows.weightGradients(dy, returned, plan)
             HomeRows.packScaled(dy, plan, weights: call.routing.weights, into: send)
         }
-        // dW2 accumulates tile by tile as dy lands; dW1 fills the tail behind the last block.
+        // dW2 accumulates group by group as dy lands (`OrderedGradient`); dW1 fills the tail behind the last block.
         let tail: [@Sendable (Experts) -> Double] = (0..<plan.expertsPerRank).map { expert in
             let rows = plan.expertRows(expert)
             return { $0.accumulateUpGradient(expert, rows: rows, buffers) }
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.dy,
-            rowTile: { experts, expert, rows in
-                experts.backwardDown(expert, rows: rows, buffers) + experts.accumulateDownGradient(expert, rows: rows, buffers)
-            },
+            rowTile: { experts, expert, rows in experts.backwardDown(expert, rows: rows, buffers) },
+            rowGradient: { experts, expert, rows in experts.accumulateDownGradient(expert, rows: rows, buffers) },
             columnBlock: { experts, expert, rows, columns in experts.backwardUp(expert, rows: rows, columns: columns, buffers) },
             tail: tail,
             results: buffers.dx,
@@ -146,6 +146,9 @@ struct PassSteps: Sendable {
     let received: MatrixView
     /// Layer0 on landed rows of one expert; returns its FLOPs.
     let rowTile: @Sendable (_ experts: Experts, _ expert: Int, _ rows: Range<Int>) -> Double
+    /// A weight gradient that layer0 accumulates over rows of one expert, in fixed
+    /// groups (`OrderedGradient`); returns its FLOPs.
+    let rowGradient: (@Sendable (_ experts: Experts, _ expert: Int, _ rows: Range<Int>) -> Double)?
     /// Layer1 on rows and columns of one expert; returns its FLOPs.
     let columnBlock: @Sendable (_ experts: Experts, _ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>) -> Double
     /// Work behind layer1 (weight gradients), one task each.
