@@ -28,6 +28,8 @@ struct E2EBench: RankCommand {
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
     @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
     @Option(help: "native, balanced, h800 or l20.") var link: LinkChoice = .balanced
+    @Option(help: "Engines per rank, the emulated device's cores (overrides the configuration's scheduleOptions.coresPerRank).")
+    var coresPerRank: Int?
     @Option(help: "Measured steps per schedule.") var iterations = 10
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
@@ -74,7 +76,9 @@ struct E2EBench: RankCommand {
     func run(on context: RankContext) throws {
         let world = context.world, device = context.device
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
-        let base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        var base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        if let coresPerRank { base.scheduleOptions.coresPerRank = coresPerRank }
+        try base.scheduleOptions.validate()
         func trainer(_ kind: ScheduleKind, link: LinkModel) throws -> Trainer {
             var config = base
             config.schedule = kind
@@ -97,6 +101,7 @@ struct E2EBench: RankCommand {
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print(device.clock.reportLine)
+        print(EngineSplit.reportLine(schedule.map { ($0.rawValue, base.scheduleOptions.engines(for: $0)) }))
         print("link: \(model)")
         printTable(rows, bound: bound, cores: cores)
         if let json {
