@@ -24,10 +24,17 @@ public struct MoEOptions: ParsableArguments {
     }
 }
 
-/// Threads and tiles of the schedules on the command line.
+/// Engines and tiles of the schedules on the command line (`ScheduleOptions`).
 public struct ScheduleFlags: ParsableArguments {
-    @Option(help: "Communicator threads per rank (comet).") public var commThreads = 1
-    @Option(help: "GEMM threads per rank.") public var gemmThreads = 1
+    @Option(help: ArgumentHelp(
+        "Engines per rank, the emulated device's cores (at least 2): what the communicators and GEMM engines divide.",
+        discussion: "comet: --comm-threads communicators and the rest GEMM engines; sequential and chunked: one communicator "
+            + "(sequential's main thread, chunked's communicator thread) and N - 1 GEMM engines."))
+    public var coresPerRank = 2
+    @Option(help: "Comet's communicator engines; its GEMM engines are the rest of --cores-per-rank (default 1).")
+    public var commThreads: Int?
+    @Option(help: "Comet's GEMM engines, instead of --comm-threads: the communicators are the rest of --cores-per-rank.")
+    public var gemmThreads: Int?
     @Option(help: "Rows per layer0 transfer tile (comet; default: by link, 64, or whole segments on a native link).")
     public var tileRows: Int?
     @Option(help: "Columns per layer1 column block (comet; default: by link, 256, or one block on a native link).")
@@ -39,7 +46,8 @@ public struct ScheduleFlags: ParsableArguments {
     /// The options, with `chunks` for the chunked schedule.
     public func options(chunks: Int) -> ScheduleOptions {
         var options = ScheduleOptions()
-        (options.commThreads, options.gemmThreads, options.tileRows) = (commThreads, gemmThreads, tileRows)
+        (options.coresPerRank, options.commThreads, options.gemmThreads) = (coresPerRank, commThreads, gemmThreads)
+        options.tileRows = tileRows
         (options.blockColumns, options.chunks) = (blockColumns, chunks)
         return options
     }

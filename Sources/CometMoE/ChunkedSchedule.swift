@@ -9,6 +9,8 @@ import CometMPI
 public final class ChunkedSchedule: MoESchedule {
     public let name = "chunked"
     public var tiling: ScheduleTiling { ScheduleTiling(chunks: options.chunks) }
+    /// One communicator thread; the other engines run the GEMMs.
+    public let engines: EngineSplit
     let options: ScheduleOptions
     let link: LinkClock
     let device: Device
@@ -50,6 +52,7 @@ public final class ChunkedSchedule: MoESchedule {
 
     public init(config: MoEConfig, options: ScheduleOptions, link: LinkClock, device: Device) {
         (self.options, self.link, self.device) = (options, link, device)
+        engines = options.engines(for: .chunked)
         storage = (0..<options.chunks).map { _ in ChunkBuffers(config: config) }
     }
 
@@ -131,7 +134,7 @@ public final class ChunkedSchedule: MoESchedule {
         receive: @escaping @Sendable (Chunk) throws -> Void
     ) throws {
         let chunks = self.chunks, timeline = call.timeline, timeout = call.group.waitTimeout, clock = device.clock
-        let gemmThreads = options.gemmThreads
+        let gemmThreads = engines.gemm
         let arrived = ThreadFlag(), computed = ThreadFlag()
         let work = chunks.map(tasks)
         let counters = work.map { TaskCounter(count: $0.count) }

@@ -6,8 +6,8 @@ import CometMPI
 ///
 /// Each rank's symmetric window (`CometWindow`) holds its rows in send order, read
 /// by the experts' ranks, and the rows that come back, written by them. A layer
-/// call is one `CometPass` on `commThreads` communicator threads and `gemmThreads`
-/// GEMM threads of the rank's worker pool:
+/// call is one `CometPass` on the rank's worker pool, whose engines `engines` divides
+/// into communicator threads and GEMM threads:
 ///
 /// - layer0 (dispatch + GEMM1): communicator threads pull rows from every source
 ///   with one-sided gets, `tileRows` rows at a time, own rank first, then one tile
@@ -51,6 +51,8 @@ public final class CometSchedule: MoESchedule {
 
     public var name: String { layer1.scheduleName }
     public var tiling: ScheduleTiling { ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil) }
+    /// Communicator threads and GEMM threads (`ScheduleOptions.engines(for:)`).
+    public let engines: EngineSplit
     let options: ScheduleOptions
     let layer1: Layer1
     let link: LinkClock
@@ -68,6 +70,7 @@ public final class CometSchedule: MoESchedule {
         tensorParallel: Int, forcePutGet: Bool
     ) throws {
         (self.options, self.layer1, self.link, self.device) = (options, layer1, link, device)
+        engines = options.engines(for: layer1 == .columns ? .comet : .cometRows)
         let n = config.modelWidth
         tileRows = options.tileRows(for: link.model)
         blocks = layer1.blocks(options, link: link.model, modelWidth: n)
@@ -126,10 +129,10 @@ public final class CometSchedule: MoESchedule {
     /// Phase `phase` on the rank's workers: communicator threads first, then GEMM threads.
     private func run(_ call: LayerCall, phase: Int, _ steps: PassSteps) throws {
         let pass = CometPass(call: call, steps: steps, window: window, phase: phase, link: link, tileRows: tileRows, blocks: blocks,
-                             commThreads: options.commThreads)
+                             commThreads: engines.communicators)
         let layer1 = self.layer1.strategy(for: pass)
-        let communicators = options.commThreads
-        try device.workers.run(communicators + options.gemmThreads) { index in
+        let communicators = engines.communicators
+        try device.workers.run(engines.total) { index in
             let thread = index + 1  // timeline track; 0 is the rank's main thread
             if index < communicators {
                 try PullRows(pass: pass, layer1: layer1, index: index).run(thread: thread)

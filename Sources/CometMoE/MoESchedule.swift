@@ -23,6 +23,9 @@ public protocol MoESchedule: AnyObject {
     /// How it cuts the layer's work, as chosen at construction (for reports).
     var tiling: ScheduleTiling { get }
 
+    /// How it divides the rank's engines, as chosen at construction (for reports).
+    var engines: EngineSplit { get }
+
     /// y [T, N] = sum_j w_tj FFN_e(t,j)(x_t) for x [T, N]; keeps what `backward` needs.
     func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws
 
@@ -59,12 +62,53 @@ public struct ScheduleTiling: Sendable, Codable, Equatable, CustomStringConverti
     }
 }
 
-/// Threads and tile sizes of a schedule.
+/// How a schedule divides a rank's engines (its threads; on device time the emulated
+/// device's cores): communicators and GEMM engines.
+public struct EngineSplit: Sendable, Codable, Equatable, CustomStringConvertible {
+    public let communicators: Int
+    public let gemm: Int
+
+    public init(communicators: Int, gemm: Int) { (self.communicators, self.gemm) = (communicators, gemm) }
+
+    /// The engines per rank the split divides.
+    public var total: Int { communicators + gemm }
+
+    /// "1 communicator + 1 GEMM".
+    public var description: String { "\(communicators) communicator + \(gemm) GEMM" }
+
+    /// "engines per rank: 2 (1 communicator + 1 GEMM)", or, where schedules divide the
+    /// budget differently, each split with the schedules that use it:
+    /// "engines per rank: 3 (sequential, chunked: 1 communicator + 2 GEMM; comet: 2 communicator + 1 GEMM)".
+    public static func reportLine(_ schedules: [(String, EngineSplit)]) -> String {
+        var splits: [(engines: EngineSplit, names: [String])] = []
+        for (name, engines) in schedules {
+            if let index = splits.firstIndex(where: { $0.engines == engines }) {
+                splits[index].names.append(name)
+            } else {
+                splits.append((engines, [name]))
+            }
+        }
+        let budget = splits.first.map { "\($0.engines.total)" } ?? "?"
+        let parts = splits.count == 1 ? ["\(splits[0].engines)"]
+            : splits.map { "\($0.names.joined(separator: ", ")): \($0.engines)" }
+        return "engines per rank: \(budget) (\(parts.joined(separator: "; ")))"
+    }
+}
+
+/// Engines and tile sizes of a schedule.
+///
+/// A rank has a fixed budget of engines, `coresPerRank`, and a schedule divides it:
+/// comet into `commThreads` communicators and the rest GEMM engines (or `gemmThreads`
+/// GEMM engines and the rest communicators); sequential (its main thread runs the
+/// all-to-alls) and chunked (one communicator thread) into one communicator and the
+/// rest GEMM engines. One more communicator is one GEMM engine less.
 public struct ScheduleOptions: Sendable, Codable, Equatable {
-    /// Communicator threads per rank (comet; the chunked schedule uses one).
-    public var commThreads = 1
-    /// GEMM threads per rank.
-    public var gemmThreads = 1
+    /// Engines per rank: what the schedule's communicators and GEMM engines divide (at least 2).
+    public var coresPerRank = 2
+    /// Comet's communicator engines; nil: what `gemmThreads` leaves of the budget, or 1.
+    public var commThreads: Int?
+    /// Comet's GEMM engines; nil: what the communicators leave of the budget.
+    public var gemmThreads: Int?
     /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tileRows(for:)`).
     public var tileRows: Int?
     /// Columns per layer1 column block (comet); nil: chosen by the link.
@@ -77,11 +121,21 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     /// Writes every key, nil as null, so that a configuration file shows them all.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(coresPerRank, forKey: .coresPerRank)
         try container.encode(commThreads, forKey: .commThreads)
         try container.encode(gemmThreads, forKey: .gemmThreads)
         try container.encode(tileRows, forKey: .tileRows)
         try container.encode(blockColumns, forKey: .blockColumns)
         try container.encode(chunks, forKey: .chunks)
+    }
+
+    /// How a schedule of `kind` divides the `coresPerRank` engines (valid once `validate` passed).
+    public func engines(for kind: ScheduleKind) -> EngineSplit {
+        let communicators = switch kind {
+        case .comet, .cometRows: commThreads ?? gemmThreads.map { coresPerRank - $0 } ?? 1
+        case .sequential, .chunked: 1
+        }
+        return EngineSplit(communicators: communicators, gemm: coresPerRank - communicators)
     }
 
     /// Tile rows that cover any segment.
@@ -113,9 +167,26 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
         return rampedTiles(0..<modelWidth, first: size / 4, size: size)
     }
 
+    /// Engines per rank at most: a device's workers (`DeviceClock.maxEngines` less the main thread).
+    public static let maxCoresPerRank = DeviceClock.maxEngines - 1
+
+    /// Checks the budget, comet's split of it, the tiles and the chunks; each
+    /// problem is one line.
     public func validate() throws {
-        for (name, value) in [("communicator threads", commThreads), ("GEMM threads", gemmThreads),
-                              ("tile rows", tileRows ?? 1), ("block columns", blockColumns ?? 1), ("chunks", chunks)] where value < 1 {
+        guard (2...Self.maxCoresPerRank).contains(coresPerRank) else {
+            throw InputError("engines per rank (--cores-per-rank) must be 2 to \(Self.maxCoresPerRank), one communicator "
+                + "and one GEMM engine at least; got \(coresPerRank)")
+        }
+        if let commThreads, let gemmThreads, commThreads + gemmThreads != coresPerRank {
+            throw InputError("comet's \(commThreads) communicator + \(gemmThreads) GEMM engines are not the \(coresPerRank) engines "
+                + "per rank (--cores-per-rank): give one of the two, the other is the rest")
+        }
+        let comet = engines(for: .comet)
+        guard comet.communicators >= 1, comet.gemm >= 1 else {
+            throw InputError("comet needs at least one communicator and one GEMM engine of the \(coresPerRank) engines per rank; "
+                + "got \(comet.communicators) communicator + \(comet.gemm) GEMM")
+        }
+        for (name, value) in [("tile rows", tileRows ?? 1), ("block columns", blockColumns ?? 1), ("chunks", chunks)] where value < 1 {
             throw InputError("\(name) must be at least 1, got \(value)")
         }
     }

@@ -7,6 +7,8 @@ import CometMPI
 public final class SequentialSchedule: MoESchedule {
     public let name = "sequential"
     public let tiling = ScheduleTiling()
+    /// The main thread runs the all-to-alls; the other engines run the GEMMs.
+    public let engines: EngineSplit
     let options: ScheduleOptions
     let link: LinkClock
     let device: Device
@@ -15,6 +17,7 @@ public final class SequentialSchedule: MoESchedule {
 
     public init(config: MoEConfig, options: ScheduleOptions, link: LinkClock, device: Device) {
         (self.options, self.link, self.device) = (options, link, device)
+        engines = options.engines(for: .sequential)
         let n = config.modelWidth
         (sendRows, returnedRows, staging) = (RowBuffer(columns: n), RowBuffer(columns: n), RowBuffer(columns: n))
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
@@ -70,12 +73,12 @@ public final class SequentialSchedule: MoESchedule {
         _ work: @escaping @Sendable (Experts, Int, Range<Int>, ExpertBuffers) -> Double
     ) throws {
         let plan = call.plan, buffers = self.buffers, experts = call.experts
-        let parts = wholeExperts ? 1 : options.gemmThreads
+        let parts = wholeExperts ? 1 : engines.gemm
         let tasks = (0..<plan.expertsPerRank).flatMap { expert in
             let rows = plan.expertRows(expert)
             return tiles(rows, size: (rows.count + parts - 1) / parts).map { (expert, $0) }
         }
-        try device.workers.parallelFor(threads: options.gemmThreads, count: tasks.count) { task, thread in
+        try device.workers.parallelFor(threads: engines.gemm, count: tasks.count) { task, thread in
             let (expert, rows) = tasks[task]
             call.timeline.recordGEMM(thread: 1 + thread, label) { work(experts, expert, rows, buffers) }
         }

@@ -2,11 +2,12 @@ import CometCore
 import CometKernels
 import Foundation
 
-/// Comet's second idea, adaptive workload assignment, on CPU ranks: how many of a
-/// rank's threads communicate and how many run GEMMs, and how finely the shared
-/// tensor is cut (layer0 row tiles, layer1 column blocks), chosen per layer shape,
-/// layout and link from measured profiles (`comet-bench tune` writes a
-/// `TuningTable`), or from a cost model where the table has no entry.
+/// Comet's second idea, adaptive workload assignment, on CPU ranks: how a rank's
+/// fixed budget of engines (`ScheduleOptions.coresPerRank`) divides into
+/// communicators and GEMM engines, and how finely the shared tensor is cut (layer0
+/// row tiles, layer1 column blocks), chosen per layer shape, layout, link, clock and
+/// budget from measured profiles (`comet-bench tune` writes a `TuningTable`), or
+/// from a cost model where the table has no entry.
 public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertible {
     public var commThreads: Int
     public var gemmThreads: Int
@@ -17,23 +18,30 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
         (self.commThreads, self.gemmThreads, self.tileRows, self.blockColumns) = (commThreads, gemmThreads, tileRows, blockColumns)
     }
 
-    /// What comet uses when nothing is tuned: one thread of each, 64-row tiles, 256-column blocks.
-    public static let fixedDefault = WorkloadSplit(commThreads: 1, gemmThreads: 1, tileRows: ScheduleOptions.emulatedTileRows,
-                                                   blockColumns: ScheduleOptions.emulatedBlockColumns)
+    /// What comet uses when nothing is tuned on an emulated link: one communicator and
+    /// the rest of the `coresPerRank` engines GEMM engines, 64-row tiles, 256-column blocks.
+    public static func fixedDefault(coresPerRank: Int) -> WorkloadSplit {
+        WorkloadSplit(commThreads: 1, gemmThreads: coresPerRank - 1, tileRows: ScheduleOptions.emulatedTileRows,
+                      blockColumns: ScheduleOptions.emulatedBlockColumns)
+    }
 
-    /// The candidates `comet-bench tune` profiles: thread splits within `threads`
-    /// threads per rank, tiles of 32 to 256 rows, blocks of 64 to 256 columns.
-    public static func candidates(threads: Int) -> [WorkloadSplit] {
-        let budget = max(2, threads)
-        let splits = (1..<budget).flatMap { comm in (1...(budget - comm)).map { (comm, $0) } }
-        return splits.flatMap { comm, gemm in
+    /// The candidates `comet-bench tune` profiles: every split of the `coresPerRank`
+    /// engines (C communicators and the other coresPerRank - C GEMM engines, C = 1 ...
+    /// coresPerRank - 1) with tiles of 32 to 256 rows and blocks of 64 to 256 columns.
+    public static func candidates(coresPerRank: Int) -> [WorkloadSplit] {
+        precondition(coresPerRank >= 2, "a rank needs a communicator and a GEMM engine")
+        return (1..<coresPerRank).flatMap { comm in
             [32, 64, 128, 256].flatMap { rows in
-                [64, 128, 256].map { WorkloadSplit(commThreads: comm, gemmThreads: gemm, tileRows: rows, blockColumns: $0) }
+                [64, 128, 256].map { WorkloadSplit(commThreads: comm, gemmThreads: coresPerRank - comm, tileRows: rows, blockColumns: $0) }
             }
         }
     }
 
-    /// `options` with this split's threads, tiles and blocks.
+    /// The engines per rank this split divides.
+    public var coresPerRank: Int { commThreads + gemmThreads }
+
+    /// `options` with this split's engines, tiles and blocks (its engines must be the
+    /// options' `coresPerRank`, which `ScheduleOptions.validate` checks).
     public func applied(to options: ScheduleOptions) -> ScheduleOptions {
         var options = options
         (options.commThreads, options.gemmThreads) = (commThreads, gemmThreads)
@@ -42,16 +50,21 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
     }
 
     public var description: String {
-        "\(commThreads) communicator + \(gemmThreads) GEMM threads, \(tileRows)-row tiles, \(blockColumns)-column blocks"
+        "\(commThreads) communicator + \(gemmThreads) GEMM engines, \(tileRows)-row tiles, \(blockColumns)-column blocks"
     }
 }
 
-/// What a tuning table is keyed by: the layer's shape, the layout, the link and the machine.
+/// What a tuning table is keyed by: the layer's shape, the layout, the link, the
+/// clock, the engines per rank and the machine.
 public struct TuningKey: Codable, Hashable, Sendable, CustomStringConvertible {
     /// Host name, cores and BLAS kernel (`TuningKey.thisMachine`).
     public var machine: String
     /// The link model's name (native, balanced, balanced-pass, h800, l20, ...).
     public var link: String
+    /// The clock the profile was timed on ("device" or "wall").
+    public var clock: String
+    /// The engines per rank that the candidates divide.
+    public var coresPerRank: Int
     public var ranks: Int
     public var expertParallel: Int
     public var tensorParallel: Int
@@ -62,8 +75,10 @@ public struct TuningKey: Codable, Hashable, Sendable, CustomStringConvertible {
     public var topK: Int
     public var activation: Activation
 
-    public init(config: MoEConfig, ranks: Int, tensorParallel: Int, link: String, machine: String) {
-        (self.machine, self.link, self.ranks) = (machine, link, ranks)
+    public init(
+        config: MoEConfig, ranks: Int, tensorParallel: Int, link: String, clock: String, coresPerRank: Int, machine: String
+    ) {
+        (self.machine, self.link, self.clock, self.coresPerRank, self.ranks) = (machine, link, clock, coresPerRank, ranks)
         (expertParallel, self.tensorParallel) = (ranks / tensorParallel, tensorParallel)
         (tokensPerRank, modelWidth, hiddenWidth) = (config.tokensPerRank, config.modelWidth, config.hiddenWidth)
         (experts, topK, activation) = (config.experts, config.topK, config.activation)
@@ -76,7 +91,8 @@ public struct TuningKey: Codable, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         "T=\(tokensPerRank) N=\(modelWidth) K=\(hiddenWidth) E=\(experts) top-k=\(topK) \(activation.rawValue), "
-            + "\(ranks) ranks (EP=\(expertParallel) x TP=\(tensorParallel)), link \(link), machine \(machine)"
+            + "\(ranks) ranks (EP=\(expertParallel) x TP=\(tensorParallel)), link \(link), \(clock) clock, "
+            + "\(coresPerRank) engines per rank, machine \(machine)"
     }
 }
 
@@ -97,7 +113,7 @@ public struct TuningEntry: Codable, Sendable {
     public init(key: TuningKey, measurements: [Measurement]) {
         self.key = key
         self.measurements = measurements
-        best = measurements.min { $0.milliseconds < $1.milliseconds }?.split ?? .fixedDefault
+        best = measurements.min { $0.milliseconds < $1.milliseconds }?.split ?? .fixedDefault(coresPerRank: key.coresPerRank)
     }
 
     public func milliseconds(_ split: WorkloadSplit) -> Double? { measurements.first { $0.split == split }?.milliseconds }
@@ -110,21 +126,32 @@ public struct TuningTable: Codable, Sendable {
     public init() {}
 
     /// Reads `path`; an absent file is an empty table, an unreadable, unparsable or
-    /// malformed one an error of one line.
+    /// malformed one an error of one line, and so is a table written before keys
+    /// recorded the clock and the engines per rank (its profiles are not comparable).
     public static func load(_ path: String) throws -> TuningTable {
         guard FileManager.default.fileExists(atPath: path) else { return TuningTable() }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw InputError("cannot read the tuning table \(path): it is not a readable file")
         }
         do {
-            _ = try JSONText.parse(data)  // JSONDecoder's own syntax errors do not say where
+            let parsed = try JSONText.parse(data)  // JSONDecoder's own syntax errors do not say where
+            let entries = ((parsed as? [String: Any])?["entries"] as? [Any]) ?? []
+            let keys = entries.compactMap { ($0 as? [String: Any])?["key"] as? [String: Any] }
+            if keys.contains(where: { $0["clock"] == nil }) {
+                throw TableError.predatesClocks
+            }
             return try JSONDecoder().decode(TuningTable.self, from: data)
+        } catch TableError.predatesClocks {
+            throw InputError("the tuning table \(path) predates device time: its keys lack the clock and the engines per rank "
+                + "that its candidates were profiled on; profile again into a new table (comet-bench tune --table)")
         } catch let error as InputError {
             throw InputError("the tuning table \(path) does not parse as JSON: \(error)")
         } catch let error as DecodingError {
             throw InputError("the tuning table \(path) is not one comet-bench tune wrote: \(JSONText.describe(error))")
         }
     }
+
+    private enum TableError: Error { case predatesClocks }
 
     public func entry(for key: TuningKey) -> TuningEntry? { entries.first { $0.key == key } }
 
@@ -144,24 +171,39 @@ public struct TuningTable: Codable, Sendable {
 /// Chooses comet's `WorkloadSplit` for a layer call: the tuning table's best where
 /// it has the key, else the cost model's.
 public enum AdaptiveAssignment {
-    /// The split, and why it was chosen (one line, for the log).
+    /// The split, and why it was chosen (one line, for the log). `host`: the host's
+    /// cores as the ranks share them, on wall time; nil on a per-rank clock (device
+    /// time), where every engine has its own core.
     /// `gemmGFLOPs(m, n, k)`: single-thread GFLOP/s of a GEMM [m, k] x [k, n] on this machine.
     public static func choose(
-        _ key: TuningKey, table: TuningTable?, link: LinkModel, cores: Int, ranksPerNode: Int,
+        _ key: TuningKey, table: TuningTable?, link: LinkModel, host: HostCores?,
         gemmGFLOPs: @escaping (_ m: Int, _ n: Int, _ k: Int) -> Double
     ) -> (split: WorkloadSplit, reason: String) {
+        let fixed = WorkloadSplit.fixedDefault(coresPerRank: key.coresPerRank)
         if let entry = table?.entry(for: key) {
             let best = entry.milliseconds(entry.best).map { String(format: "%.1f ms", $0) } ?? "?"
-            let fixed = entry.milliseconds(.fixedDefault).map { String(format: ", the fixed default %.1f ms", $0) } ?? ""
-            return (entry.best, "measured: the tuning table's best of \(entry.measurements.count) candidates (\(best)\(fixed))")
+            let fixedTime = entry.milliseconds(fixed).map { String(format: ", the fixed default %.1f ms", $0) } ?? ""
+            return (entry.best, "measured: the tuning table's best of \(entry.measurements.count) candidates (\(best)\(fixedTime))")
         }
-        let model = CostModel(key: key, link: link, cores: cores, ranksPerNode: ranksPerNode, gemmGFLOPs: gemmGFLOPs)
-        let candidates = WorkloadSplit.candidates(threads: model.threadsPerRank)
-        let best = candidates.min { model.seconds($0) < model.seconds($1) } ?? .fixedDefault
-        return (best, String(format: "cost model (no tuning-table entry for this shape, layout, link and machine): "
-                                + "predicts %.1f ms against %.1f ms for the fixed default",
-                             1e3 * model.seconds(best), 1e3 * model.seconds(.fixedDefault)))
+        let model = CostModel(key: key, link: link, host: host, gemmGFLOPs: gemmGFLOPs)
+        let candidates = WorkloadSplit.candidates(coresPerRank: key.coresPerRank)
+        let best = candidates.min { model.seconds($0) < model.seconds($1) } ?? fixed
+        return (best, String(format: "cost model (no tuning-table entry for this shape, layout, link, clock, engines per rank and "
+                                + "machine): predicts %.1f ms against %.1f ms for the fixed default",
+                             1e3 * model.seconds(best), 1e3 * model.seconds(fixed)))
     }
+}
+
+/// The host's cores and the ranks of a node that share them: what the cost model
+/// charges for oversubscription on wall time.
+public struct HostCores: Sendable, Equatable {
+    public let cores: Int
+    public let ranksPerNode: Int
+
+    public init(cores: Int, ranksPerNode: Int) { (self.cores, self.ranksPerNode) = (cores, ranksPerNode) }
+
+    /// Runnable ranks per core.
+    var load: Double { Double(ranksPerNode) / Double(max(1, cores)) }
 }
 
 /// A first-order model of one comet forward + backward on one rank, for shapes
@@ -171,31 +213,31 @@ public enum AdaptiveAssignment {
 ///   pairs at once).
 /// - GEMMs: FLOPs over the single-thread rate measured at the GEMM's shape
 ///   (`gemmGFLOPs(m, n, k)`, which captures how thin tiles lose efficiency), spread
-///   over the GEMM threads but never over more than the rank's share of cores.
+///   over the GEMM engines; on wall time never over more than the rank's share of
+///   the host's cores.
 /// - layer0 = max(D, GEMM1) + the first tile's transfer (the pipeline fills) + the
 ///   GEMM of the last tiles to land (it drains). layer1 = max(C, GEMM2) + the first
 ///   block's GEMM + the last block's transfer. Backward: the same halves with the
 ///   dgrad and wgrad GEMMs.
-/// - Every tile and block wakes a communicator thread; on oversubscribed cores a
-///   wake-up waits for a core. The model assumes 0.25 ms per rank beyond the first
-///   on a core (0.75 ms at 4 ranks per core; traces showed up to 10 ms at worst),
-///   shared by the communicator threads. This constant is a guess, not a fit.
+/// - On wall time every tile and block wakes a communicator thread, and on
+///   oversubscribed cores a wake-up waits for a core. The model assumes 0.25 ms per
+///   rank beyond the first on a core (0.75 ms at 4 ranks per core; traces showed up
+///   to 10 ms at worst), shared by the communicator threads. This constant is a
+///   guess, not a fit. On a per-rank clock (`host` nil) engines do not wait for
+///   host cores, and neither term exists.
 struct CostModel {
     let key: TuningKey
     let link: LinkModel
-    let cores: Int
-    let ranksPerNode: Int
+    /// The host's cores on wall time; nil on a per-rank clock.
+    let host: HostCores?
     let gemmGFLOPs: (_ m: Int, _ n: Int, _ k: Int) -> Double
-
-    /// Threads a rank may use: its share of the cores, at least 2 (one of each kind).
-    var threadsPerRank: Int { max(2, cores / max(1, ranksPerNode)) }
 
     func seconds(_ split: WorkloadSplit) -> Double {
         let (w, tp) = (key.ranks, key.tensorParallel)
         let rows = key.tokensPerRank * key.topK * tp, n = key.modelWidth, k = key.hiddenWidth / tp
         let upWidth = key.activation == .swiglu ? 2 * k : k
-        let load = Double(ranksPerNode) / Double(cores)  // runnable ranks per core
-        /// Wall seconds of `count` GEMMs [m, kk] x [kk, nn] on this rank's GEMM threads.
+        let load = host?.load ?? 0  // runnable ranks per core; 0: an engine never waits for one
+        /// Seconds of `count` GEMMs [m, kk] x [kk, nn] on this rank's GEMM engines.
         func gemm(_ m: Int, _ nn: Int, _ kk: Int, count: Double = 1) -> Double {
             guard m > 0 else { return 0 }
             let cpu = count * 2 * Double(m) * Double(nn) * Double(kk) / (gemmGFLOPs(m, nn, kk) * 1e9)

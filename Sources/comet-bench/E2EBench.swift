@@ -28,6 +28,8 @@ struct E2EBench: RankCommand {
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
     @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
     @Option(help: LinkChoice.help) var link: LinkChoice = .balanced
+    @Option(help: "Engines per rank, the emulated device's cores (overrides the configuration's scheduleOptions.coresPerRank).")
+    var coresPerRank: Int?
     @Option(help: "Measured steps per schedule.") var iterations = 10
     @Option(help: "Warm-up steps per schedule.") var warmup = 2
     @Option(help: "Also write the figures to this JSON file.") var json: String?
@@ -76,7 +78,9 @@ struct E2EBench: RankCommand {
     func run(on context: RankContext) throws {
         let world = context.world, device = context.device
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
-        let base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        var base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
+        if let coresPerRank { base.scheduleOptions.coresPerRank = coresPerRank }
+        try base.scheduleOptions.validate()
         func trainer(_ kind: ScheduleKind, link: LinkModel) throws -> Trainer {
             var config = base
             config.schedule = kind
@@ -99,6 +103,7 @@ struct E2EBench: RankCommand {
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print(device.clock.reportLine)
+        print(EngineSplit.reportLine(schedule.map { ($0.rawValue, base.scheduleOptions.engines(for: $0)) }))
         let calibrated = calibration.explanation(link)
         print("link: \(model)")
         print("link calibration: \(calibrated)")

@@ -81,7 +81,8 @@ struct LayerBenchOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Also run comet with the workload split adaptive assignment chooses: from this tuning table (comet-bench tune), "
             + "or 'model' for the cost model alone.",
-        discussion: "A table without this shape, layout, link and machine falls back to the cost model; the choice and its reason are printed."))
+        discussion: "A table without this shape, layout, link, clock, --cores-per-rank and machine falls back to the cost model; "
+            + "the choice and its reason are printed."))
     var tuning: String?
     @OptionGroup var setup: BenchSetup
 
@@ -117,7 +118,7 @@ struct LayerBenchOptions: ParsableArguments {
         let activities = zip(variants, samples).flatMap { variant, runs in
             (runs.last?.activities ?? []).map { (phase: "\(variant.label) \($0.phase)", activity: $0.activity) }
         }
-        let tilings = variants.map(\.layer.schedule.tiling)
+        let tilings = variants.map(\.layer.schedule.tiling), engines = variants.map(\.layer.schedule.engines)
         for variant in variants { try variant.layer.release() }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(tilings.compactMap(\.tileRows).first ?? config.tokensPerRank, config.tokensPerRank)
@@ -129,7 +130,7 @@ struct LayerBenchOptions: ParsableArguments {
         }
         guard world.rank == 0 else { return (nil, activities) }
         let report = LayerReport(
-            variants: variants.map(\.label), tilings: tilings, samples: samples, config: config, options: setup.flags.options(chunks: 1),
+            variants: variants.map(\.label), tilings: tilings, engines: engines, samples: samples, config: config, options: setup.flags.options(chunks: 1),
             ranks: world.size, tensorParallel: tensorParallel, clock: device.clock, link: link, calibration: calibration,
             linkCalibration: calibration.explanation(setup.link), peakRSSKiB: Int(rss), blas: blas,
             tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
@@ -151,6 +152,7 @@ struct LayerBenchOptions: ParsableArguments {
         }
         if let tuning {
             let (split, reason) = try TunedSplit.resolve(config: config, world: world, tensorParallel: tensorParallel, link: link,
+                                                         clock: device.clock, coresPerRank: setup.flags.coresPerRank,
                                                          tablePath: tuning == "model" ? nil : tuning)
             if world.rank == 0 { print("comet tuned: \(split); \(reason)") }
             let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,

@@ -9,6 +9,8 @@ struct LayerReport {
     let variants: [String]
     /// How each variant's schedule cut its work.
     let tilings: [ScheduleTiling]
+    /// How each variant's schedule divided the rank's engines.
+    let engines: [EngineSplit]
     let samples: [[LayerBenchOptions.Sample]]
     let config: MoEConfig
     let options: ScheduleOptions
@@ -40,6 +42,8 @@ struct LayerReport {
         let schedule: String
         /// How it cut the work ("64-row tiles, column blocks 64+128+...").
         let tiling: ScheduleTiling
+        /// How it divided the rank's engines.
+        let engines: EngineSplit
         let forward_ms: Double
         let backward_ms: Double
         let total_ms: Double
@@ -92,9 +96,9 @@ struct LayerReport {
             let (name, m) = (variants[index], medians[index])
             let total = m.forward + m.backward
             let sequentialTotal = baseline.map { $0.forward + $0.backward } ?? .nan
-            return Row(schedule: name, tiling: tilings[index], forward_ms: m.forward * 1e3, backward_ms: m.backward * 1e3, total_ms: total * 1e3,
-                       comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3, forward_comm_ms: m.forwardComm * 1e3,
-                       forward_gemm_ms: m.forwardGEMM * 1e3, speedup: sequentialTotal / total,
+            return Row(schedule: name, tiling: tilings[index], engines: engines[index], forward_ms: m.forward * 1e3,
+                       backward_ms: m.backward * 1e3, total_ms: total * 1e3, comm_ms: m.comm * 1e3, gemm_ms: m.gemm * 1e3,
+                       forward_comm_ms: m.forwardComm * 1e3, forward_gemm_ms: m.forwardGEMM * 1e3, speedup: sequentialTotal / total,
                        hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
                        gemm_gflops_per_thread: m.rate,
                        output_digest: String(samples[index].last?.digest ?? 0, radix: 16),
@@ -137,7 +141,7 @@ struct LayerReport {
             \(clock.reportLine)
             link: \(link)
             link calibration: \(linkCalibration)
-            threads per rank: \(options.commThreads) communicator + \(options.gemmThreads) GEMM
+            \(EngineSplit.reportLine(Array(zip(variants, engines))))
             \(zip(variants, tilings).filter { $0.0 != "sequential" }.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
             BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape
             medians of \(samples.first?.count ?? 0) iterations, forward + backward:

@@ -8,39 +8,34 @@ import CometTelemetry
 import Foundation
 
 /// Adaptive workload assignment's profiles: comet under every candidate split of
-/// threads, tiles and blocks, interleaved, for each layout; the best goes into the
-/// tuning table, keyed by shape, layout, link and machine.
+/// the rank's engines, tiles and blocks, interleaved, for each layout; the best goes
+/// into the tuning table, keyed by shape, layout, link, clock, engines per rank and machine.
 struct TuneBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "tune",
-        abstract: "Profile comet's thread split and tile sizes and store the best per shape, layout and link.",
+        abstract: "Profile comet's engine split and tile sizes and store the best per shape, layout, link, clock and budget.",
         discussion: """
-            Candidates: communicator and GEMM thread counts within the rank's share of the cores (at least one of each), \
-            layer0 tiles of 32 to 256 rows, layer1 blocks of 64 to 256 columns. After the profile, the chosen split and the \
-            best and default fixed splits run again, interleaved, as a check. Later runs read the table with --tuning. \
-            Profiles are timed on --clock's time; the table's key does not record the clock, so an entry profiled on \
-            one clock is also read on the other.
+            Candidates: every split of --cores-per-rank N engines into C communicators and N - C GEMM engines \
+            (C = 1 ... N - 1), layer0 tiles of 32 to 256 rows, layer1 blocks of 64 to 256 columns. After the profile, the \
+            chosen split and the best and default fixed splits run again, interleaved, as a check. Later runs read the \
+            table with --tuning. Profiles are timed on --clock's time, and the table's key records the clock and N: an \
+            entry is read only by runs on the same clock with the same engines per rank.
             """)
 
     @OptionGroup var setup: BenchSetup
     @Option(help: "EP x TP layouts to tune: all, or a list such as 8x1,4x2 (default: --tp's).") var layouts: String?
     @Option(help: "The tuning table to add to (created if missing; entries with the same key are replaced).")
     var table = "tuning.json"
-    @Option(help: "Communicator + GEMM threads per rank to consider (default: the rank's share of the cores, at least 2).")
-    var threads: Int?
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
         let world = context.world, config = setup.moe.config, device = context.device
-        let ranksPerNode = try world.splitByNode().size
-        let budget = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount / ranksPerNode)
-        guard budget >= 2 else { throw InputError("--threads must be at least 2 (one communicator and one GEMM thread)") }
+        try setup.flags.options(chunks: 1).validate()
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()
         let sizes = try layouts.map { try layoutTensorParallelSizes($0, ranks: world.size, config: config) } ?? [setup.tp]
         if world.rank == 0 { print(device.clock.reportLine) }
         for tp in sizes {
-            guard let entry = try profile(config, world: world, tensorParallel: tp, threads: budget, device: device,
-                                          blasCore: OpenBLAS.coreName) else {
+            guard let entry = try profile(config, world: world, tensorParallel: tp, device: device, blasCore: OpenBLAS.coreName) else {
                 continue
             }
             tuned.record(entry)  // only rank 0 gets an entry
@@ -51,21 +46,22 @@ struct TuneBench: RankCommand {
 
     /// Every candidate on one layout, interleaved; rank 0 gets the entry. Collective.
     private func profile(
-        _ config: MoEConfig, world: Communicator, tensorParallel tp: Int, threads: Int, device: Device, blasCore: String
+        _ config: MoEConfig, world: Communicator, tensorParallel tp: Int, device: Device, blasCore: String
     ) throws -> TuningEntry? {
         guard world.size % tp == 0 else { throw InputError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
         let inputs = setup.inputs(config, world: world)
         let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device)
-        let candidates = WorkloadSplit.candidates(threads: threads)
+        let budget = setup.flags.coresPerRank
+        let candidates = WorkloadSplit.candidates(coresPerRank: budget)
         let layers = try candidates.map { split in
             let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,
                                         tensorParallel: tp, link: link, device: device)
             layer.timeline.isRecording = false
             return layer
         }
-        let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name,
-                            machine: TuningKey.thisMachine(blasCore: blasCore))
+        let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name, clock: device.clock.name,
+                            coresPerRank: budget, machine: TuningKey.thisMachine(blasCore: blasCore))
         if world.rank == 0 {
             print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations")
             print("  link calibration: \(calibration.explanation(setup.link))")
@@ -74,7 +70,8 @@ struct TuneBench: RankCommand {
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
 
         // The check: the chosen split against the best and the default fixed splits, measured afresh.
-        let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: .fixedDefault)
+        let fixedDefault = WorkloadSplit.fixedDefault(coresPerRank: budget)
+        let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: fixedDefault)
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
         var rivals = Array(ranked.dropFirst().prefix(3))
         if let fixed, fixed != best, !rivals.contains(fixed) { rivals.append(fixed) }
@@ -92,7 +89,7 @@ struct TuneBench: RankCommand {
             print("  the chosen split is the default fixed split")
         } else if let fixed, let position = rivals.firstIndex(of: fixed) {
             print(String(format: "  the chosen split against the default fixed split (%@): %.2fx as fast",
-                         WorkloadSplit.fixedDefault.description, check[position + 1] / check[0]))
+                         fixedDefault.description, check[position + 1] / check[0]))
         }
         return entry
     }

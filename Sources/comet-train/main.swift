@@ -30,6 +30,11 @@ struct CometTrain: RankCommand {
     @Option(help: "Stop after this step, with a checkpoint, as if interrupted (continue with --resume).") var stopAfter: Int?
     @Option(help: "sequential, chunked, comet or comet-rows (overrides the configuration).") var schedule: ScheduleKind?
     @Option(help: ArgumentHelp(
+        "Engines per rank, the emulated device's cores (overrides the configuration's scheduleOptions.coresPerRank).",
+        discussion: "comet divides them into scheduleOptions.commThreads communicators and the rest GEMM engines; "
+            + "sequential and chunked into one communicator and the rest GEMM engines."))
+    var coresPerRank: Int?
+    @Option(help: ArgumentHelp(
         "comet's threads, tiles and blocks from this tuning table (comet-bench tune), or 'model' for the cost model.",
         discussion: "Without it comet uses the configuration's scheduleOptions. The choice and its reason are printed."))
     var tuning: String?
@@ -54,6 +59,7 @@ struct CometTrain: RankCommand {
         var config = try configPath.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
         if let steps { config.steps = steps }
         if let schedule { config.schedule = schedule }
+        if let coresPerRank { config.scheduleOptions.coresPerRank = coresPerRank }
         if printConfig {
             if world.rank == 0 { print(String(decoding: try config.json(), as: UTF8.self)) }
             return
@@ -62,6 +68,8 @@ struct CometTrain: RankCommand {
         // Every rank checks before any writes, so a path that cannot hold the run is one message.
         let label = out.map { "--out \($0)" } ?? resume.map { "--resume \($0)" } ?? "the run directory \(directoryPath)"
         try RunDirectory.checkWritable(directoryPath, label: label)
+        try config.validate(ranks: world.size, expertParallel: groups.layout.expertParallel,
+                            tensorParallel: groups.layout.tensorParallel)  // before --tuning divides the engines
         if tuning != nil, config.schedule != .comet {
             throw InputError("--tuning chooses the split of the paper's comet; it needs --schedule comet, not \(config.schedule.rawValue)")
         }
@@ -69,6 +77,8 @@ struct CometTrain: RankCommand {
             let tp = groups.layout.tensorParallel
             let moe = config.moe(tokensPerRank: config.sequencesPerRank(ranks: world.size) * config.sequenceLength)
             let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: .native,
+                                                         clock: context.device.clock,
+                                                         coresPerRank: config.scheduleOptions.coresPerRank,
                                                          tablePath: tuning == "model" ? nil : tuning)
             config.scheduleOptions = split.applied(to: config.scheduleOptions)
             if world.rank == 0 { print("comet: \(split); \(reason)") }
@@ -79,6 +89,7 @@ struct CometTrain: RankCommand {
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
             print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue), "
+                + EngineSplit.reportLine([(config.schedule.rawValue, config.scheduleOptions.engines(for: config.schedule))]) + ", "
                 + "\(context.device.clock.timeName); "
                 + "\(trainer.model.parameters.count) parameters on rank 0; run directory \(directory.path)")
             if let floor = trainer.data.lossFloor(length: config.sequenceLength + 1),

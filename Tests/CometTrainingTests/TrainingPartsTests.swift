@@ -193,6 +193,22 @@ final class TrainConfigTests: XCTestCase {
         XCTAssertNoThrow(try TrainConfig().validate(ranks: 8, expertParallel: 8))
     }
 
+    /// scheduleOptions.coresPerRank is the engine budget that comet's commThreads (or
+    /// gemmThreads) divide; a configuration that gives both kinds loads only if they
+    /// make the budget, as one written before the budget does by default.
+    func testTheEngineBudgetIsAConfigurationKey() throws {
+        let config = try load(#"{"scheduleOptions": {"coresPerRank": 4, "commThreads": 3}}"#)
+        XCTAssertNoThrow(try config.validate(ranks: 8, expertParallel: 8))
+        let comet = config.scheduleOptions.engines(for: .comet), sequential = config.scheduleOptions.engines(for: .sequential)
+        XCTAssertEqual([comet.communicators, comet.gemm, sequential.communicators, sequential.gemm], [3, 1, 1, 3])
+        let before = try load(#"{"scheduleOptions": {"commThreads": 1, "gemmThreads": 1}}"#)
+        XCTAssertNoThrow(try before.validate(ranks: 8, expertParallel: 8))
+        let contradicting = try load(#"{"scheduleOptions": {"commThreads": 1, "gemmThreads": 2}}"#)
+        XCTAssertThrowsError(try contradicting.validate(ranks: 8, expertParallel: 8)) {
+            XCTAssertTrue("\($0)".hasPrefix("comet's 1 communicator + 2 GEMM engines are not the 2 engines per rank"), "\($0)")
+        }
+    }
+
     /// Broken JSON is named as such, with where it stops parsing (line and column,
     /// the column in characters), in one line.
     func testBrokenJSONSaysWhereItStopsParsing() throws {

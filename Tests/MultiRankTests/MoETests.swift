@@ -9,8 +9,9 @@ import XCTest
 /// forward and backward, twice in a row. Each job takes 1 to 5 s in a debug build.
 final class MoETests: XCTestCase {
     /// The probe's layer: small enough for a debug build, with several tiles and
-    /// column blocks per rank and two GEMM threads; `flags` that follow override it.
-    static let smallLayer = ["--tokens", "48", "--model-width", "40", "--hidden-width", "24", "--gemm-threads", "2",
+    /// column blocks per rank and three engines per rank (comet: one communicator and
+    /// two GEMM engines); `flags` that follow override it.
+    static let smallLayer = ["--tokens", "48", "--model-width", "40", "--hidden-width", "24", "--cores-per-rank", "3",
                              "--tile-rows", "5", "--block-columns", "16"]
 
     /// The probe's flags for `routing` (balanced, skewed or one-expert), and how it names it.
@@ -83,12 +84,12 @@ final class MoETests: XCTestCase {
         try expectMoEPass(ranks: 8, ["--slow-link", "--force-put-get"])
     }
 
-    /// Results do not depend on threads and tiles: odd thread counts, tiles and
+    /// Results do not depend on engines and tiles: odd engine counts, tiles and
     /// blocks that do not divide the rows and columns, one-row tiles and one-column
     /// blocks, tiles and blocks larger than everything, one token per chunk, and
     /// more chunks than tokens.
     func testThreadsAndTiles() throws {
-        let odd = ["--comm-threads", "3", "--gemm-threads", "3", "--tile-rows", "3", "--block-columns", "7", "--chunks", "5"]
+        let odd = ["--cores-per-rank", "6", "--comm-threads", "3", "--tile-rows", "3", "--block-columns", "7", "--chunks", "5"]
         try expectMoEPass(ranks: 4, odd)
         try expectMoEPass(ranks: 8, routing: "skewed", odd + ["--force-put-get"])
         try expectMoEPass(ranks: 2, ["--tile-rows", "1", "--block-columns", "1", "--chunks", "1"])
@@ -113,7 +114,26 @@ final class MoETests: XCTestCase {
         try expectMoEPass(ranks: 8, tp: 2, routing: "skewed", topK: 4, ["--force-put-get", "--silent-rank"])
         try expectMoEPass(ranks: 8, tp: 4, ["--slow-link", "--activation", "swiglu"])
         try expectMoEPass(ranks: 8, tp: 8, routing: "one-expert", topK: 1,
-                          ["--comm-threads", "3", "--gemm-threads", "3", "--tile-rows", "3", "--block-columns", "7"])
+                          ["--cores-per-rank", "5", "--gemm-threads", "3", "--tile-rows", "3", "--block-columns", "7"])
+    }
+
+    /// An engine budget that leaves comet without a GEMM engine, or that comet's split
+    /// contradicts, is one line from rank 0 on every executable that configures schedules.
+    func testAnEngineBudgetThatDoesNotFitIsOneLine() throws {
+        let runs: [(String, [String], String)] = [
+            ("comet-probe", ["moe", "--cores-per-rank", "2", "--comm-threads", "2"],
+             "comet-probe: error: comet needs at least one communicator and one GEMM engine of the 2 engines per rank"),
+            ("comet-bench", ["layer", "--cores-per-rank", "4", "--comm-threads", "1", "--gemm-threads", "2"],
+             "comet-bench: error: comet's 1 communicator + 2 GEMM engines are not the 4 engines per rank"),
+            ("comet-train", ["--cores-per-rank", "1", "--tuning", "model"],
+             "comet-train: error: engines per rank (--cores-per-rank) must be 2 to 63"),
+        ]
+        for (program, flags, expected) in runs {
+            let job = try MPIJob.run(ranks: 2, program, flags, timeout: 90)
+            XCTAssertNotEqual(job.status, 0, job.transcript)
+            XCTAssertEqual(job.cometErrorLines.count, 1, job.transcript)
+            XCTAssertTrue(job.cometErrorLines.first?.hasPrefix(expected) == true, job.transcript)
+        }
     }
 
     /// A protocol bug surfaces as the deadline report, never as a hang: the last
@@ -195,6 +215,7 @@ final class TuneTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: table))) as! [String: Any]
         let keys = (json["entries"] as! [[String: Any]]).map { $0["key"] as! [String: Any] }
         XCTAssertEqual(Set(keys.map { "\($0["expertParallel"]!)x\($0["tensorParallel"]!)" }), ["2x1", "1x2"])
+        XCTAssertTrue(keys.allSatisfy { $0["clock"] as? String == "device" && $0["coresPerRank"] as? Int == 2 }, "\(keys)")
 
         let layer = ["layer", "--tuning", table, "--tp", "2", "--chunks", "2"]
         let measured = try MPIJob.run(ranks: 2, "comet-bench", layer + shape)
