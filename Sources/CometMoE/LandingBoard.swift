@@ -4,7 +4,7 @@ import Synchronization
 /// Layer0's rows as they land: communicator threads post each pulled tile with
 /// its arrival time (by the link model); GEMM threads take the earliest-pulled
 /// tile that has arrived, together with the landed tiles that follow it in the
-/// receive buffer (up to a cap). `rowTileOrder` lays each expert's rows out in
+/// receive buffer (up to a cap, and to half the rows left). `rowTileOrder` lays each expert's rows out in
 /// pull order, so tiles that land together sit side by side: GEMMs are small
 /// while rows trickle in and grow as soon as rows wait for the CPU, which keeps
 /// the tiles efficient on busy cores.
@@ -93,9 +93,13 @@ final class LandingBoard: Sendable {
         guard let first = emulated ? position.first(where: usable) : (usable(next) ? next : nil) else {
             return .wait(until: emulated ? all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() : nil)
         }
+        // Guided: at most half of the rows not taken yet, so that the last GEMMs (and
+        // what waits for them: comet-rows' last pushes) shrink as the work runs out.
+        let left = all.lazy.filter { !$0.taken }.reduce(0) { $0 + $1.rows.count }
+        let cap = min(maxRows, max(all[first].rows.count, left / 2))
         var last = first
         while emulated, last + 1 < all.count, all[last + 1].expert == all[first].expert, usable(last + 1),
-              all[last + 1].rows.upperBound - all[first].rows.lowerBound <= maxRows {
+              all[last + 1].rows.upperBound - all[first].rows.lowerBound <= cap {
             last += 1
         }
         for index in first...last { all[index].taken = true }

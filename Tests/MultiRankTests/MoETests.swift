@@ -281,3 +281,41 @@ final class E2EBenchTests: XCTestCase {
         XCTAssertNil(bound["cores"], "a bound on device time has no host-core term")
     }
 }
+
+/// Device time does not depend on the host: the layer bench run twice, once with
+/// both cores kept busy by other processes, gives every schedule's device-time
+/// total within 5%, and its outputs and gradients bit for bit. (On a native link
+/// comet takes rows in pull order; on an emulated one its GEMM grouping follows
+/// device time, whose CPU-time costs vary by a few percent, and so do the last bits
+/// of its outputs: docs/runtime.md.)
+final class DeviceTimeTests: XCTestCase {
+    func testDeviceTimeIgnoresHostLoad() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-device-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func run(_ name: String) throws -> [String: [String: Any]] {
+            let json = directory.appendingPathComponent("\(name).json")
+            let job = try MPIJob.run(ranks: 8, "comet-bench", [
+                "layer", "--schedule", "sequential", "--schedule", "comet-rows", "--link", "native", "--tokens", "512",
+                "--iterations", "5", "--json", json.path,
+            ])
+            XCTAssertEqual(job.status, 0, job.transcript)
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+            XCTAssertEqual(report["clock"] as? String, "device")
+            let rows = report["schedules"] as! [[String: Any]]
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["schedule"] as! String, $0) })
+        }
+        let quiet = try run("quiet")
+        let spinners = try (0..<2).map { _ in try Process.run(URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", "while :; do :; done"]) }
+        defer { for spinner in spinners { spinner.terminate() } }
+        let loaded = try run("loaded")
+        for schedule in ["sequential", "comet-rows"] {
+            let (a, b) = (quiet[schedule]!["total_ms"] as! Double, loaded[schedule]!["total_ms"] as! Double)
+            XCTAssertEqual(b / a, 1, accuracy: 0.05, "\(schedule): \(a) ms quiet, \(b) ms loaded")
+        }
+        for schedule in ["sequential", "comet-rows"] {
+            XCTAssertEqual(quiet[schedule]!["output_digest"] as? String, loaded[schedule]!["output_digest"] as? String, schedule)
+            XCTAssertEqual(quiet[schedule]!["outputs_repeat"] as? Bool, true, schedule)
+        }
+    }
+}
