@@ -7,39 +7,43 @@ import CometShim
 /// core away instead of spinning inside MPI.
 extension Communicator {
     public func barrier() throws {
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(MPI_Ibarrier(handle, &request), "MPI_Ibarrier")
-        try complete(&request, "MPI_Ibarrier")
+        try complete(&request, "MPI_Ibarrier", entered: entered)
     }
 
     /// Copies `root`'s `buffer` into every rank's `buffer`.
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(
             MPI_Ibcast(buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, Int32(root), handle, &request),
             "MPI_Ibcast")
-        try complete(&request, "MPI_Ibcast")
+        try complete(&request, "MPI_Ibcast", entered: entered)
     }
 
     /// Reduces `buffer` element-wise over all ranks, in place.
     public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ op: ReduceOp) throws {
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(
             MPI_Iallreduce(comet_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, op.handle, handle, &request),
             "MPI_Iallreduce")
-        try complete(&request, "MPI_Iallreduce")
+        try complete(&request, "MPI_Iallreduce", entered: entered)
     }
 
     /// Every rank's `send` (same count on every rank), concatenated in rank order into `receive`.
     /// - Parameters: send: [c]; receive: [size * c].
     public func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>) throws {
         precondition(receive.count == send.count * size, "allGather: receive must hold size * send.count elements")
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(
             MPI_Iallgather(send.baseAddress, Int32(send.count), T.mpiDatatype,
                            receive.baseAddress, Int32(send.count), T.mpiDatatype, handle, &request),
             "MPI_Iallgather")
-        try complete(&request, "MPI_Iallgather")
+        try complete(&request, "MPI_Iallgather", entered: entered)
     }
 
     /// Sends `sendCounts[r]` consecutive elements of `send` to rank `r` and receives
@@ -66,12 +70,13 @@ extension Communicator {
             table[3 * size + r] = Int32(receiveAt[r])
         }
         let base = table.baseAddress!
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(
             MPI_Ialltoallv(send.baseAddress, base, base + size, T.mpiDatatype,
                            receive.baseAddress, base + 2 * size, base + 3 * size, T.mpiDatatype, handle, &request),
             "MPI_Ialltoallv")
-        try complete(&request, "MPI_Ialltoallv")
+        try complete(&request, "MPI_Ialltoallv", entered: entered)
     }
 
     /// Reduces `send` over all ranks and leaves block `rank` of the result in `receive`.
@@ -80,12 +85,13 @@ extension Communicator {
         _ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>, _ op: ReduceOp
     ) throws {
         precondition(send.count == receive.count * size, "reduceScatter: send must hold size * receive.count elements")
+        let entered = enteringCollective()
         var request: MPI_Request? = nil
         try check(
             MPI_Ireduce_scatter_block(send.baseAddress, receive.baseAddress, Int32(receive.count), T.mpiDatatype,
                                       op.handle, handle, &request),
             "MPI_Ireduce_scatter_block")
-        try complete(&request, "MPI_Ireduce_scatter_block")
+        try complete(&request, "MPI_Ireduce_scatter_block", entered: entered)
     }
 }
 
@@ -163,12 +169,17 @@ extension Communicator {
 }
 
 extension Communicator {
+    /// This rank's time as it enters a collective, on a per-rank clock (nil otherwise).
+    func enteringCollective() -> Double? {
+        guard let clock, clock.isPerRank else { return nil }
+        return clock.now()
+    }
+
     /// Waits for a nonblocking collective with `Backoff`, never spinning bare; on a
-    /// per-rank clock it then ends at the latest rank's time.
-    func complete(_ request: inout MPI_Request?, _ call: String) throws {
+    /// per-rank clock it then ends at the latest time any rank `entered` it.
+    func complete(_ request: inout MPI_Request?, _ call: String, entered: Double?) throws {
         try wait(&request, call)
-        guard let clock, clock.isPerRank else { return }
-        var latest = clock.now()
+        guard let clock, var latest = entered else { return }
         var time: MPI_Request? = nil
         try check(MPI_Iallreduce(comet_in_place(), &latest, 1, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
                   "MPI_Iallreduce(clock)")

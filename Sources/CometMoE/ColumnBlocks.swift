@@ -15,6 +15,8 @@ struct ColumnBlocks: Layer1Strategy {
     let pullsDone = ThreadFlag()
     /// Blocks the GEMM threads have computed, and when.
     let computedBlocks: TaskMarks
+    /// Blocks the communicator threads have pushed to every home.
+    let pushedBlocks = ThreadFlag()
     /// Each home's tiles: what one push of a block carries there.
     let tilesOf: [Int: [RowTile]]
 
@@ -67,6 +69,7 @@ struct BlockPusher: Layer1Communicator {
             if pushed < mine.count, !computed.marked(among: [mine[pushed]], by: now).isEmpty {
                 try push(block: mine[pushed], thread: thread)
                 pushed += 1
+                strategy.pushedBlocks.add(1, at: pass.clock.now())
                 backoff = Backoff(timeout: pass.timeout)
                 continue
             }
@@ -78,9 +81,14 @@ struct BlockPusher: Layer1Communicator {
                 continue
             }
             // Wait until a block is computed or pushed here, or the next one's pushes land.
+            // For peers' pushes only while no other communicator thread of this rank
+            // still has blocks to push that peers may be waiting for.
             let next = pushed < mine.count ? [mine[pushed]] : []
-            pass.idle(&backoff, seen: seen, until: homeAt, forPeers: homeAt == .infinity && reduced < pushed,
-                      nextLocal: { computed.earliest(among: next) }, thread: thread, waitingFor: "a block to finish or come home",
+            let (all, blocks) = (strategy.pushedBlocks, pass.blocks.count)
+            let othersDone = pass.commThreads == 1 || all.current == blocks
+            pass.idle(&backoff, seen: seen, until: homeAt, forPeers: homeAt == .infinity && reduced < pushed && othersDone,
+                      nextLocal: { computed.earliest(among: next) ?? (all.current == blocks ? all.time : nil) }, thread: thread,
+                      waitingFor: "a block to finish or come home",
                       "waited \(pass.timeout) s in phase \(pass.phase) for block \(mine[min(pushed, mine.count - 1)]) "
                           + "to be computed or block \(mine[reduced]) to come home from every rank")
         }

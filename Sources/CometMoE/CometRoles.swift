@@ -4,8 +4,10 @@ import CometMPI
 
 /// A communicator thread's part of a comet pass: it pulls its sources' tiles in
 /// pull order as the sources publish, and does layer1's communication as the
-/// layer1 strategy says. Sources that have not published yet are skipped (ranks
-/// drift apart between layers), so a late rank holds up only its own rows.
+/// layer1 strategy says. Sources that publish later are skipped (ranks drift apart
+/// between layers), so a late rank holds up only its own rows. (On a device clock
+/// a source not heard from yet may have published earlier in device time: it is
+/// waited for on the host, which costs no device time; `PendingPulls.next`.)
 struct PullRows {
     let pass: CometPass
     let layer1: any Layer1Strategy
@@ -80,7 +82,10 @@ struct PendingPulls {
     /// have published before `now`, so nothing after it in pull order is taken
     /// before the host has heard from it.
     mutating func next(_ pass: CometPass, by now: Double) throws -> Next {
-        var (earliest, unknown) = (Double.infinity, !silent.isEmpty)
+        var (earliest, unknown) = (Double.infinity, false)
+        for source in silent {
+            if let time = try publishTime(source, pass) { earliest = min(earliest, time) } else { unknown = true }
+        }
         for position in tasks.indices {
             guard let time = try publishTime(pass.tasks[tasks[position]].source, pass) else {
                 unknown = true
@@ -107,9 +112,12 @@ struct PendingPulls {
     }
 
     /// When `source` published this pass's phase (remembered once seen); nil before.
+    /// On a clock the ranks share, a published source counts as published at once:
+    /// hosts' clocks need not agree.
     private mutating func publishTime(_ source: Int, _ pass: CometPass) throws -> Double? {
         if let time = published[source] { return time }
-        guard let time = try pass.window.publishTime(source, phase: pass.phase) else { return nil }
+        guard let stamp = try pass.window.publishTime(source, phase: pass.phase) else { return nil }
+        let time = pass.clock.isPerRank ? stamp : -.infinity
         published[source] = time
         return time
     }

@@ -91,7 +91,7 @@ final class LandingBoard: Sendable {
         }
         guard let next = position.first(where: { !all[$0].taken }) else { return .done }
         guard let first = emulated ? position.first(where: usable) : (usable(next) ? next : nil) else {
-            return .wait(until: emulated ? all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() : nil)
+            return .wait(until: emulated ? Self.earliestArrival(all) : nil)
         }
         // Guided: at most half of the rows not taken yet, so that the last GEMMs (and
         // what waits for them: comet-rows' last pushes) shrink as the work runs out.
@@ -107,13 +107,18 @@ final class LandingBoard: Sendable {
                                 expert: all[first].expert, rows: all[first].rows.lowerBound..<all[last].rows.upperBound))
     }
 
+    /// When the earliest landed tile not taken yet arrives (nil: none has landed).
+    private static func earliestArrival(_ all: [Tile]) -> Double? {
+        all.lazy.filter { !$0.taken }.compactMap(\.arrival).min()
+    }
+
     /// When the rows a waiting GEMM thread can take next have arrived (nil: none has
     /// landed yet): the earliest landed tile's arrival, or on a native link the
     /// next tile's in pull order; at once when another thread has taken the last.
     private func nextArrival() -> Double? {
         tiles.withLock { all in
             if all.allSatisfy(\.taken) { return -.infinity }
-            if emulated { return all.lazy.filter { !$0.taken }.compactMap(\.arrival).min() }
+            if emulated { return Self.earliestArrival(all) }
             return position.first(where: { !all[$0].taken }).flatMap { all[$0].arrival }
         }
     }
@@ -129,19 +134,4 @@ struct LandedRows {
     let expert: Int
     /// Rows in the receive buffer.
     let rows: Range<Int>
-}
-
-/// Which layer0 tiles' rows (comet-rows) or layer1 blocks (comet) the GEMM threads
-/// have finished, and when, on the rank's clock: the communicator threads push
-/// them home once they see them.
-final class TaskMarks: Sendable {
-    private let marks: Mutex<[Double?]>
-    init(count: Int) { marks = Mutex([Double?](repeating: nil, count: count)) }
-    func mark(_ tasks: [Int], at time: Double) { marks.withLock { for task in tasks { $0[task] = time } } }
-    /// Those of `tasks` marked by `time`.
-    func marked(among tasks: [Int], by time: Double) -> Set<Int> {
-        marks.withLock { marks in Set(tasks.filter { marks[$0].map { $0 <= time } ?? false }) }
-    }
-    /// The earliest mark among `tasks`; nil if none is marked.
-    func earliest(among tasks: [Int]) -> Double? { marks.withLock { marks in tasks.compactMap { marks[$0] }.min() } }
 }

@@ -11,6 +11,8 @@ struct RowPushes: Layer1Strategy {
     let pass: CometPass
     /// Tiles whose layer1 is done.
     let computedTiles: TaskMarks
+    /// Communicator threads that have pushed all their tiles.
+    let pushesDone = ThreadFlag()
 
     init(_ pass: CometPass) {
         self.pass = pass
@@ -42,6 +44,8 @@ struct RowPusher: Layer1Communicator {
     private var pushesLeft: [Int: Int]
     private var latest: [Int: Double] = [:]
     private var reducePending: Bool
+    /// Whether it has counted itself in `pushesDone`.
+    private var counted = false
 
     init(strategy: RowPushes, index: Int) {
         self.strategy = strategy
@@ -65,14 +69,24 @@ struct RowPusher: Layer1Communicator {
         var step = Layer1Step(progress: try pushComputed(by: now, thread: thread),
                               nextLocal: { marks.earliest(among: unpushed) },
                               waitingFor: unpushed.isEmpty ? "rows to come home" : "rows to compute")
-        if reducePending, pullsDone, self.unpushed.isEmpty {
-            let homeAt = try pass.arrivalTime(block: 0)
-            if homeAt <= now {
-                pass.reduce(block: 0, thread: thread)
-                (reducePending, step.progress) = (false, true)
-            } else {
-                (step.wakeAt, step.waitsForPeers) = (homeAt, homeAt == .infinity)
-            }
+        if pullsDone, self.unpushed.isEmpty, !counted {
+            strategy.pushesDone.add(1, at: now)
+            counted = true
+        }
+        guard reducePending, pullsDone, self.unpushed.isEmpty else { return step }
+        // This rank's other communicator threads still push rows that peers wait for:
+        // wait for them here, before waiting for the peers' rows.
+        let (done, threads) = (strategy.pushesDone, pass.commThreads)
+        guard done.current >= threads else {
+            (step.nextLocal, step.waitingFor) = ({ done.current >= threads ? done.time : nil }, "the other communicator threads' pushes")
+            return step
+        }
+        let homeAt = try pass.arrivalTime(block: 0)
+        if homeAt <= now {
+            pass.reduce(block: 0, thread: thread)
+            (reducePending, step.progress) = (false, true)
+        } else {
+            (step.wakeAt, step.waitsForPeers) = (homeAt, homeAt == .infinity)
         }
         return step
     }
