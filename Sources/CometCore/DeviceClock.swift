@@ -83,16 +83,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         awaitTurn(engine, seen: seen)
     }
 
-    public func end() {
-        let me = Self.engine
-        let cpu = chargeableCPU()
-        let next = engines.withLock { engines in
-            engines.charge(me, cpu)
-            engines.state[me] = .idle
-            return choose(&engines)
-        }
-        if next != me { turns[next].add(1) }
-    }
+    public func end() { handOver { engines, me in engines.state[me] = .idle } }
 
     public func join(_ workers: Range<Int>, _ hostWait: () -> Void) {
         step { engines, me in engines.state[me] = .joining(workers) }
@@ -113,16 +104,25 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     /// earliest engine; returns the calling engine's clock once it has the turn again.
     @discardableResult
     private func step(_ change: (inout Engines, Int) -> Void) -> Double {
+        let turn = handOver(change)
+        return turn.next == turn.me ? turn.clock : awaitTurn(turn.me, seen: turn.seen)
+    }
+
+    /// Charges the calling engine's CPU, applies `change`, chooses the engine to run
+    /// next and gives it the turn if it is another; returns the calling engine with
+    /// its clock and turn counter as they were then.
+    @discardableResult
+    private func handOver(_ change: (inout Engines, Int) -> Void) -> (me: Int, next: Int, clock: Double, seen: Int) {
         let me = Self.engine
         let cpu = chargeableCPU()
-        let (next, seen) = engines.withLock { engines in
+        let (next, clock, seen) = engines.withLock { engines in
             engines.charge(me, cpu)
             change(&engines, me)
-            return (choose(&engines), turns[me].current)
+            let next = choose(&engines)
+            return (next, engines.clock[me], turns[me].current)
         }
-        if next == me { return engines.withLock { $0.clock[me] } }
-        turns[next].add(1)
-        return awaitTurn(me, seen: seen)
+        if next != me { turns[next].add(1) }
+        return (me, next, clock, seen)
     }
 
     /// Sleeps until engine `me` is given the turn after `seen`; returns its clock.
