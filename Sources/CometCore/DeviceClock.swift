@@ -7,7 +7,8 @@ import Synchronization
 /// Every thread of the rank is an *engine*: the main thread is engine 0, worker
 /// thread i of the device's pool is engine i + 1. Each engine has a clock in device
 /// seconds. Running code advances it by the CPU time the thread uses (the host
-/// device model: one core per engine); waiting moves it to the time of the event
+/// device model: one core per engine; GEMMs may be charged from sampled costs
+/// instead, `GEMMCosts`); waiting moves it to the time of the event
 /// waited for, if that is later. Nothing else moves it: not the host descheduling
 /// a thread, not a sleep, not a spin (waits report their CPU as not charged).
 ///
@@ -38,7 +39,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         self.timeout = timeout
         turns = (0..<Self.maxEngines).map { _ in ThreadFlag() }
         comet_set_engine(0)
-        _ = comet_take_waiting_cpu()
+        _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
         engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds()))
     }
 
@@ -97,8 +98,11 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         return engine
     }
 
-    /// The calling thread's CPU seconds and those it spent waiting since it last asked.
-    private func chargeableCPU() -> (total: Double, waiting: Double) { (threadCPUSeconds(), comet_take_waiting_cpu()) }
+    /// The calling thread's CPU seconds, and since it last asked: those device time does
+    /// not charge (waits, modelled work) and the modelled seconds it charges instead.
+    private func chargeableCPU() -> Charge {
+        Charge(total: threadCPUSeconds(), uncharged: comet_take_waiting_cpu(), modelled: comet_take_modelled_seconds())
+    }
 
     /// Charges the calling engine's CPU, applies `change`, and gives the turn to the
     /// earliest engine; returns the calling engine's clock once it has the turn again.
@@ -130,7 +134,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     private func awaitTurn(_ me: Int, seen: Int) -> Double {
         let what = engines.withLock { $0.report(me) }
         turns[me].wait(toReach: seen + 1, timeout: timeout, "engine \(me)'s turn on the device (\(what))")
-        _ = comet_take_waiting_cpu()
+        _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
         let cpu = threadCPUSeconds()
         return engines.withLock { engines in
             engines.cpuMark[me] = cpu
@@ -146,6 +150,13 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         }
         return next
     }
+}
+
+/// What an engine's thread reports when it is charged: its CPU seconds so far, and
+/// since it was last charged, the CPU seconds not charged (waits, and work charged
+/// by a model) and the modelled seconds charged instead.
+private struct Charge {
+    let total: Double, uncharged: Double, modelled: Double
 }
 
 /// The engines of one device: their clocks and what each is doing.
@@ -178,9 +189,10 @@ private struct Engines {
         turnsSeen = [Int](repeating: 0, count: count)
     }
 
-    /// Charges `engine` the CPU it used since its mark, less what it spent waiting.
-    mutating func charge(_ engine: Int, _ cpu: (total: Double, waiting: Double)) {
-        clock[engine] += max(0, cpu.total - cpuMark[engine] - cpu.waiting)
+    /// Charges `engine` the CPU it used since its mark, less what device time does
+    /// not charge, plus the modelled seconds of its modelled work.
+    mutating func charge(_ engine: Int, _ cpu: Charge) {
+        clock[engine] += max(0, cpu.total - cpuMark[engine] - cpu.uncharged) + cpu.modelled
         cpuMark[engine] = cpu.total
     }
 

@@ -49,14 +49,18 @@ public enum Launch {
         do {
             let command = try Root.parseAsRoot()
             if let command = command as? any RankCommand {
-                let device = Device(clock: command.runtime.clock.make(timeout: command.runtime.waitTimeout))
+                let device = Device(clock: try command.runtime.makeClock(world: world))
                 let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),
                                           blas: blas, device: device)
                 try run(command, on: context)
+                try command.runtime.saveGEMMCostsIfAsked(world: world)
             } else {
                 var command = command  // help, or a group without a subcommand
                 try command.run()
             }
+        } catch let error as UniformError {
+            if world.rank == 0 { report(error) }
+            finish(1)
         } catch {
             let code = Root.exitCode(for: error)
             if world.rank == 0 {
@@ -102,10 +106,43 @@ public struct RuntimeOptions: ParsableArguments {
                                valueName: "device|wall"))
     public var clock: ClockChoice = .device
 
+    @Option(help: ArgumentHelp("What a GEMM costs in device time: sampled (per shape, the least CPU time of a few runs on this host, as SimGrid's SMPI samples bursts: the same on every call, whatever the host's load then), measured (each call's own CPU time), or a table FILE that --save-gemm-costs wrote on this machine (what it lacks is sampled).",
+                               valueName: "sampled|measured|FILE"))
+    public var gemmCosts: GEMMCostChoice = .sampled
+
+    @Option(help: ArgumentHelp("After the run, write the GEMM costs it sampled (and any it loaded) to this CSV file, for --gemm-costs FILE.",
+                               valueName: "FILE"))
+    public var saveGemmCosts: String?
+
     public init() {}
 
     public func validate() throws {
         guard waitTimeout > 0 else { throw ValidationError("--wait-timeout must be positive") }
+        if let path = saveGemmCosts {
+            guard clock == .device, gemmCosts != .measured else {
+                throw ValidationError("--save-gemm-costs needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
+            }
+        }
+    }
+
+    /// The rank's clock, made on its main thread. With device time and sampled GEMM
+    /// costs (or a table), every GEMM of the process is charged from
+    /// `GEMMCosts.host` from now on. Collective.
+    public func makeClock(world: Communicator) throws -> any Clock {
+        if let path = saveGemmCosts, let problem = GEMMCostTable.writeProblem(path) {
+            throw InputError("--save-gemm-costs \(path): \(problem)")
+        }
+        if clock == .device {
+            if case .table(let path) = gemmCosts { GEMMCosts.host.insert(try GEMMCostTable.load(path, world: world)) }
+            if gemmCosts != .measured { GEMMCosts.startSampling() }
+        }
+        return clock.make(timeout: waitTimeout)
+    }
+
+    /// Writes the GEMM cost table if the run was asked to. Collective.
+    public func saveGEMMCostsIfAsked(world: Communicator) throws {
+        guard let path = saveGemmCosts else { return }
+        try GEMMCostTable.save(GEMMCosts.host, to: path, world: world)
     }
 }
 

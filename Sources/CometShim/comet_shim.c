@@ -75,7 +75,7 @@ void comet_abort_job(int code) {
 }
 
 static __thread int engine_of_thread = -1;
-static __thread double waiting_cpu = 0;
+static __thread double waiting_cpu = 0;  // CPU seconds device time does not charge
 
 int comet_engine(void) { return engine_of_thread; }
 void comet_set_engine(int engine) { engine_of_thread = engine; }
@@ -87,3 +87,16 @@ double comet_take_waiting_cpu(void) {
 }
 
 void comet_add_waiting_cpu(double seconds) { waiting_cpu += seconds; }
+
+static __thread double modelled_seconds = 0;
+
+void comet_charge_modelled(double cpu, double modelled) {
+    waiting_cpu += cpu;
+    modelled_seconds += modelled;
+}
+
+double comet_take_modelled_seconds(void) {
+    double taken = modelled_seconds;
+    modelled_seconds = 0;
+    return taken;
+}

@@ -1,4 +1,5 @@
 import CometCore
+import CometShim
 import Synchronization
 import XCTest
 
@@ -25,6 +26,18 @@ final class DeviceClockTests: XCTestCase {
         XCTAssertEqual(clock.now(), start + 7, accuracy: 0.002)
         clock.wait(until: start + 1)
         XCTAssertEqual(clock.now(), start + 7, accuracy: 0.002, "waiting for a past event does not move the clock back")
+    }
+
+    /// Work charged by a model (a GEMM from sampled costs) advances the clock by its
+    /// modelled seconds, not by the CPU it used.
+    func testModelledWorkCostsItsModelledSeconds() {
+        let clock = DeviceClock(timeout: 60)
+        let timed = clock.work {
+            let start = threadCPUSeconds()
+            burn(0.02)
+            comet_charge_modelled(threadCPUSeconds() - start, 0.5)
+        }
+        XCTAssertEqual(timed.end - timed.start, 0.5, accuracy: 0.003)
     }
 
     /// A waiting engine's clock becomes the stamp of the event it waited for, and the

@@ -75,3 +75,38 @@ final class GEMMTests: XCTestCase {
         XCTAssertNil(OpenBLAS.preferredCore(instead: "Haswell", avx512: false, avx2: true))
     }
 }
+
+/// Sampled GEMM costs (`GEMMCosts`): the same figure on every call of a size,
+/// straight lines between sampled powers of two, and the least figure kept when
+/// tables are merged.
+final class GEMMCostsTests: XCTestCase {
+    private let kind = GEMMCosts.Kind(n: 64, transA: .none, transB: .none, lda: 96, ldb: 64, ldc: 64, accumulates: false)
+
+    func testSampledOnceThenTheSameEveryCall() {
+        let costs = GEMMCosts()
+        let first = costs.seconds(m: 32, k: 64, kind)
+        XCTAssertGreaterThan(first, 0)
+        XCTAssertEqual(costs.seconds(m: 32, k: 64, kind), first)
+        XCTAssertEqual(costs.entries.map { [$0.m, $0.k] }, [[32, 64]])
+    }
+
+    func testInterpolatesBetweenPowersOfTwo() {
+        let costs = GEMMCosts()
+        costs.insert([(16, 64, 1.0), (32, 64, 2.0), (16, 128, 3.0), (32, 128, 6.0)].map {
+            GEMMCosts.Entry(kind: kind, m: $0.0, k: $0.1, seconds: $0.2)
+        })
+        XCTAssertEqual(costs.seconds(m: 16, k: 64, kind), 1.0)
+        XCTAssertEqual(costs.seconds(m: 24, k: 64, kind), 1.5, accuracy: 1e-12)
+        XCTAssertEqual(costs.seconds(m: 16, k: 96, kind), 2.0, accuracy: 1e-12)
+        XCTAssertEqual(costs.seconds(m: 24, k: 96, kind), (1.5 + 4.0) / 2, accuracy: 1e-12)
+        XCTAssertEqual(costs.entries.count, 4, "sizes inside the table sample nothing")
+    }
+
+    func testMergingKeepsTheLeast() {
+        let costs = GEMMCosts()
+        costs.insert([GEMMCosts.Entry(kind: kind, m: 8, k: 8, seconds: 2)])
+        costs.insert([GEMMCosts.Entry(kind: kind, m: 8, k: 8, seconds: 1), GEMMCosts.Entry(kind: kind, m: 4, k: 8, seconds: 3)])
+        costs.insert([GEMMCosts.Entry(kind: kind, m: 8, k: 8, seconds: 5)])
+        XCTAssertEqual(costs.entries.map(\.seconds), [3, 1])
+    }
+}

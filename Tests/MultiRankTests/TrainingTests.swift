@@ -166,6 +166,22 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["config.json", "empty.txt"],
                        "a failed start left files behind")
 
+        // GEMM cost tables: missing, not a table, from another machine, a bad line, nowhere to save.
+        let costs = directory.appendingPathComponent("costs.csv")
+        try expectFailure(["--gemm-costs", costs.path], "cannot read the GEMM cost table \(costs.path)")
+        try expectFailure(["--gemm-costs", empty.path], "is not a GEMM cost table")
+        let header = "n,trans_a,trans_b,lda,ldb,ldc,accumulates,m,k,seconds"
+        try "# machine: elsewhere/64 cores/SkylakeX\n\(header)\n".write(to: costs, atomically: true, encoding: .utf8)
+        try expectFailure(["--gemm-costs", costs.path], "was sampled on elsewhere/64 cores/SkylakeX, not on this machine")
+        try expectFailure(["--save-gemm-costs", directory.appendingPathComponent("missing/costs.csv").path], "does not exist")
+        let sampling = try train(ranks: 2, ["--steps", "1", "--out", directory.appendingPathComponent("sampling").path,
+                                            "--save-gemm-costs", costs.path])
+        XCTAssertEqual(sampling.status, 0, sampling.transcript)
+        let saved = try String(contentsOf: costs, encoding: .utf8)
+        XCTAssertTrue(saved.contains(header), saved)
+        try (saved + "512,N,X,512,512,512,0,64,512,0.001\n").write(to: costs, atomically: true, encoding: .utf8)
+        try expectFailure(["--gemm-costs", costs.path], "not a GEMM cost: 512,N,X,512,512,512,0,64,512,0.001")
+
         // Checkpoints: corrupt, truncated, and from a model of another shape.
         let run = directory.appendingPathComponent("run")
         XCTAssertEqual(try train(ranks: 2, ["--steps", "2", "--out", run.path]).status, 0)

@@ -103,6 +103,11 @@ void comet_set_engine(int engine);
 /// last call, which device time does not charge; reading resets it.
 double comet_take_waiting_cpu(void);
 void comet_add_waiting_cpu(double seconds);
+/// Work whose `cpu` seconds device time charges as `modelled` seconds instead
+/// (a GEMM charged from sampled costs).
+void comet_charge_modelled(double cpu, double modelled);
+/// Modelled seconds of the calling thread's work since the last call; reading resets it.
+double comet_take_modelled_seconds(void);
 
 // MARK: CPU features (for choosing an OpenBLAS kernel)
 
