@@ -187,14 +187,17 @@ extension Communicator {
         clock.wait(until: latest)
     }
 
-    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
+    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare. The
+    /// CPU the polling uses is waiting for peers: device time does not charge it.
     func wait(_ request: inout MPI_Request?, _ call: String) throws {
         var backoff = Backoff(timeout: waitTimeout)
-        while true {
-            var done: Int32 = 0
-            try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
-            if done != 0 { return }
-            backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+        try chargeAsWaiting {
+            while true {
+                var done: Int32 = 0
+                try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
+                if done != 0 { return }
+                backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+            }
         }
     }
 }
