@@ -70,13 +70,20 @@ public struct Backoff {
     }
 }
 
-/// Runs `wait`, in which the calling thread waits for others, and reports the CPU
-/// it used meanwhile as waiting: device time does not charge it (`DeviceClock`).
-@inline(__always)
-func chargeAsWaiting(_ wait: () -> Void) {
+/// Runs `wait`, in which the calling thread waits for others (sleeps, yields, or
+/// polls MPI requests and peers' flags), and reports the CPU it used meanwhile as
+/// waiting: device time does not charge it (`DeviceClock`). Waits may nest: the
+/// outermost one reports the whole, once. `wait` must not read a clock (a device
+/// clock's step takes the waiting CPU reported so far and may hand the turn over).
+@inline(__always) @discardableResult
+public func chargeAsWaiting<T>(_ wait: () throws -> T) rethrows -> T {
     let start = threadCPUSeconds()
-    wait()
-    comet_add_waiting_cpu(threadCPUSeconds() - start)
+    let before = comet_take_waiting_cpu()
+    defer {
+        _ = comet_take_waiting_cpu()  // nested waits' share, already in the whole
+        comet_add_waiting_cpu(before + threadCPUSeconds() - start)
+    }
+    return try wait()
 }
 
 /// The job this process belongs to (an MPI job, or this process alone).

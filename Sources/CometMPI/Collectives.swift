@@ -7,7 +7,7 @@ import CometShim
 /// core away instead of spinning inside MPI.
 extension Communicator {
     public func barrier() throws {
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.barrier(ranks: size))
         var request: MPI_Request? = nil
         try check(MPI_Ibarrier(handle, &request), "MPI_Ibarrier")
         try complete(&request, "MPI_Ibarrier", entered: entered)
@@ -15,7 +15,7 @@ extension Communicator {
 
     /// Copies `root`'s `buffer` into every rank's `buffer`.
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.broadcast(bytes: bytes(buffer.count, T.self), ranks: size))
         var request: MPI_Request? = nil
         try check(
             MPI_Ibcast(buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, Int32(root), handle, &request),
@@ -25,7 +25,7 @@ extension Communicator {
 
     /// Reduces `buffer` element-wise over all ranks, in place.
     public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ op: ReduceOp) throws {
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.allReduce(bytes: bytes(buffer.count, T.self), ranks: size))
         var request: MPI_Request? = nil
         try check(
             MPI_Iallreduce(comet_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, op.handle, handle, &request),
@@ -37,7 +37,7 @@ extension Communicator {
     /// - Parameters: send: [c]; receive: [size * c].
     public func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>) throws {
         precondition(receive.count == send.count * size, "allGather: receive must hold size * send.count elements")
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.allGather(bytes: bytes(receive.count, T.self), ranks: size))
         var request: MPI_Request? = nil
         try check(
             MPI_Iallgather(send.baseAddress, Int32(send.count), T.mpiDatatype,
@@ -70,7 +70,8 @@ extension Communicator {
             table[3 * size + r] = Int32(receiveAt[r])
         }
         let base = table.baseAddress!
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.allToAllV(
+            sent: sendCounts.map { bytes($0, T.self) }, received: receiveCounts.map { bytes($0, T.self) }, me: rank))
         var request: MPI_Request? = nil
         try check(
             MPI_Ialltoallv(send.baseAddress, base, base + size, T.mpiDatatype,
@@ -85,7 +86,7 @@ extension Communicator {
         _ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>, _ op: ReduceOp
     ) throws {
         precondition(send.count == receive.count * size, "reduceScatter: send must hold size * receive.count elements")
-        let entered = enteringCollective()
+        let entered = enteringCollective(costing: cost.reduceScatter(bytes: bytes(send.count, T.self), ranks: size))
         var request: MPI_Request? = nil
         try check(
             MPI_Ireduce_scatter_block(send.baseAddress, receive.baseAddress, Int32(receive.count), T.mpiDatatype,
@@ -168,35 +169,54 @@ extension Communicator {
     }
 }
 
+/// A rank's entry into a collective: its time then, and the collective's cost as it reckons it.
+struct CollectiveEntry {
+    let time: Double
+    let cost: Double
+}
+
 extension Communicator {
-    /// This rank's time as it enters a collective, on a per-rank clock (nil otherwise).
-    func enteringCollective() -> Double? {
-        guard let clock, clock.isPerRank else { return nil }
-        return clock.now()
+    /// This rank's entry into a collective that costs `cost` seconds: on a per-rank
+    /// clock, or on a shared one when it costs anything (nil otherwise).
+    func enteringCollective(costing cost: Double) -> CollectiveEntry? {
+        guard let clock, clock.isPerRank || cost > 0 else { return nil }
+        return CollectiveEntry(time: clock.now(), cost: cost)
     }
 
-    /// Waits for a nonblocking collective with `Backoff`, never spinning bare; on a
-    /// per-rank clock it then ends at the latest time any rank `entered` it.
-    func complete(_ request: inout MPI_Request?, _ call: String, entered: Double?) throws {
+    /// Waits for a nonblocking collective with `Backoff`, never spinning bare; then, on
+    /// a per-rank clock, ends at the latest time any rank `entered` plus the largest
+    /// cost any rank reckons; on a shared clock, once its cost has passed since it
+    /// entered (see `withClock`).
+    func complete(_ request: inout MPI_Request?, _ call: String, entered: CollectiveEntry?) throws {
         try wait(&request, call)
-        guard let clock, var latest = entered else { return }
-        var time: MPI_Request? = nil
-        try check(MPI_Iallreduce(comet_in_place(), &latest, 1, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
-                  "MPI_Iallreduce(clock)")
-        try wait(&time, "MPI_Iallreduce(clock) after \(call)")
-        clock.wait(until: latest)
+        guard let clock, let entered else { return }
+        guard clock.isPerRank else { return clock.wait(until: entered.time + entered.cost) }
+        var latest = [entered.time, entered.cost]
+        try latest.withUnsafeMutableBufferPointer { latest in
+            var time: MPI_Request? = nil
+            try check(MPI_Iallreduce(comet_in_place(), latest.baseAddress, 2, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
+                      "MPI_Iallreduce(clock)")
+            try wait(&time, "MPI_Iallreduce(clock) after \(call)")
+        }
+        clock.wait(until: latest[0] + latest[1])
     }
 
-    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
+    /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare. The
+    /// CPU the polling uses is waiting for peers: device time does not charge it.
     func wait(_ request: inout MPI_Request?, _ call: String) throws {
         var backoff = Backoff(timeout: waitTimeout)
-        while true {
-            var done: Int32 = 0
-            try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
-            if done != 0 { return }
-            backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+        try chargeAsWaiting {
+            while true {
+                var done: Int32 = 0
+                try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
+                if done != 0 { return }
+                backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+            }
         }
     }
+
+    /// Bytes of `count` elements of `T`.
+    func bytes<T>(_ count: Int, _: T.Type) -> Int { count * MemoryLayout<T>.stride }
 }
 
 extension Communicator {

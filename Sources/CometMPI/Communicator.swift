@@ -19,8 +19,10 @@ public struct Communicator: @unchecked Sendable {
     public private(set) var waitTimeout: Double
     /// The rank's clock, when collectives carry time (`withClock`).
     public private(set) var clock: (any Clock)?
+    /// What collectives' data costs on the emulated link, on top of their time (`withClock`).
+    public private(set) var cost: CollectiveCost
 
-    init(handle: MPI_Comm, waitTimeout: Double, clock: (any Clock)? = nil) throws {
+    init(handle: MPI_Comm, waitTimeout: Double, clock: (any Clock)? = nil, cost: CollectiveCost = .free) throws {
         var rank: Int32 = 0
         var size: Int32 = 0
         try check(MPI_Comm_rank(handle, &rank), "MPI_Comm_rank")
@@ -30,13 +32,14 @@ public struct Communicator: @unchecked Sendable {
         self.size = Int(size)
         self.waitTimeout = waitTimeout
         self.clock = clock
+        self.cost = cost
     }
 
     /// Ranks with the same `color` form one new communicator, ordered by `key`.
     public func split(color: Int, key: Int) throws -> Communicator {
         var child = comet_comm_null()
         try check(MPI_Comm_split(handle, Int32(color), Int32(key), &child), "MPI_Comm_split")
-        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock)
+        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock, cost: cost)
     }
 
     /// The ranks of this communicator that share this process's node (shared memory).
@@ -45,7 +48,7 @@ public struct Communicator: @unchecked Sendable {
         try check(
             MPI_Comm_split_type(handle, Int32(MPI_COMM_TYPE_SHARED), Int32(rank), comet_info_null(), &child),
             "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)")
-        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock)
+        return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock, cost: cost)
     }
 
     /// Number of nodes (shared-memory domains) the communicator spans. Collective.
@@ -62,11 +65,24 @@ public struct Communicator: @unchecked Sendable {
 
     /// The same communicator, and those split from it, with collectives that carry
     /// `clock`'s time when it is per rank (device time): every collective ends, for
-    /// every rank, at the latest rank's time of entering it. (What the data costs on
-    /// the link is not modelled for collectives yet.)
+    /// every rank, at the latest rank's time of entering it, plus its `cost`.
     public func withClock(_ clock: any Clock) -> Communicator {
         var copy = self
         copy.clock = clock
+        return copy
+    }
+
+    /// The same communicator, and those split from it, with collectives whose data
+    /// costs `cost` on the emulated link, on the communicator's clock. On a per-rank
+    /// clock (device time) every collective ends, for every rank, at the latest
+    /// rank's time of entering it plus its cost (the largest any rank reckons). On a
+    /// clock the ranks share (wall time) a rank leaves once the MPI call is done and
+    /// the cost has passed since it entered, as a wall-clock exchange on an emulated
+    /// link waits for its transfers (CometMoE's `AllToAll`). `.free` (the native
+    /// link, the default) adds nothing.
+    public func withCost(_ cost: CollectiveCost) -> Communicator {
+        var copy = self
+        copy.cost = cost
         return copy
     }
 

@@ -114,4 +114,16 @@ public struct ProcessGroups: Sendable {
         self.data = try world.split(color: at.tp + layout.tensorParallel * at.ep, key: at.dp)
         self.moe = try world.split(color: at.dp, key: at.tp + layout.tensorParallel * at.ep)
     }
+
+    /// The same groups, whose collectives' data costs `cost` on the emulated link
+    /// (`Communicator.withCost`).
+    public func withCost(_ cost: CollectiveCost) -> ProcessGroups {
+        ProcessGroups(layout: layout, world: world.withCost(cost), expert: expert.withCost(cost),
+                      tensor: tensor.withCost(cost), data: data.withCost(cost), moe: moe.withCost(cost))
+    }
+
+    private init(layout: ParallelLayout, world: Communicator, expert: Communicator, tensor: Communicator,
+                 data: Communicator, moe: Communicator) {
+        (self.layout, self.world, self.expert, self.tensor, self.data, self.moe) = (layout, world, expert, tensor, data, moe)
+    }
 }

@@ -228,15 +228,18 @@ public final class SymmetricWindow: @unchecked Sendable {
     /// Waits until this rank's flag `index` is at least `expected`, with `Backoff`.
     /// Past the communicator's deadline the job aborts with a report naming the flag,
     /// `what` it stands for (e.g. "rows from rank 3"), the expected and the last value.
+    /// Device time does not charge the CPU of the polling.
     public func waitForFlag(_ index: Int, toReach expected: UInt64, _ what: @autoclosure () -> String) throws {
         var backoff = Backoff(timeout: communicator.waitTimeout)
         let doorbell = localDoorbell
-        while true {
-            let seen = doorbell?.value ?? 0
-            let value = try flag(index)
-            if value >= expected { return }
-            backoff.sleep(on: doorbell, seen: seen,
-                          "waited \(communicator.waitTimeout) s for flag \(index) (\(what())) to reach \(expected); it holds \(value)")
+        try chargeAsWaiting {
+            while true {
+                let seen = doorbell?.value ?? 0
+                let value = try flag(index)
+                if value >= expected { return }
+                backoff.sleep(on: doorbell, seen: seen,
+                              "waited \(communicator.waitTimeout) s for flag \(index) (\(what())) to reach \(expected); it holds \(value)")
+            }
         }
     }
 

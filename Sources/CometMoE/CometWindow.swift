@@ -56,9 +56,12 @@ final class CometWindow: @unchecked Sendable {
     }
 
     /// When `source` published the rows of `phase`, on its clock; nil until it has.
+    /// Polled while waiting for peers: device time does not charge its CPU.
     func publishTime(_ source: Int, phase: Int) throws -> Double? {
-        guard try window.flag(layout.readyFlag(source: source)) >= UInt64(phase) else { return nil }
-        return window.localData.load(fromByteOffset: layout.readyStampOffset(source: source), as: Double.self)
+        try chargeAsWaiting {
+            guard try window.flag(layout.readyFlag(source: source)) >= UInt64(phase) else { return nil }
+            return window.localData.load(fromByteOffset: layout.readyStampOffset(source: source), as: Double.self)
+        }
     }
 
     /// Copies `tile`'s rows from its source's window into `received`.
@@ -94,12 +97,15 @@ final class CometWindow: @unchecked Sendable {
 
     /// When every rank's push of `block` in `phase` is here, by the arrival times they
     /// announced (0 once all are in, unstamped); infinity while some are missing.
+    /// Polled while waiting for peers: device time does not charge its CPU.
     func arrivalTime(block: Int, phase: Int) throws -> Double {
-        guard try window.flag(layout.arrivedFlag(block: block)) >= UInt64(phase * ranks) else { return .infinity }
-        guard stamped else { return 0 }
-        return (0..<ranks).map {
-            window.localData.load(fromByteOffset: layout.stampOffset(block: block, source: $0), as: Double.self)
-        }.max() ?? 0
+        try chargeAsWaiting {
+            guard try window.flag(layout.arrivedFlag(block: block)) >= UInt64(phase * ranks) else { return .infinity }
+            guard stamped else { return 0 }
+            return (0..<ranks).map {
+                window.localData.load(fromByteOffset: layout.stampOffset(block: block, source: $0), as: Double.self)
+            }.max() ?? 0
+        }
     }
 
     /// Frees the window. Collective.

@@ -1,4 +1,5 @@
 import CometCore
+import CometMPI
 import Foundation
 import Synchronization
 
@@ -53,6 +54,12 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     /// Seconds the link needs for `bytes` (0 for nothing sent).
     public func transferTime(bytes: Int) -> Double {
         bytes == 0 || isNative ? 0 : latency + Double(bytes) / bandwidth
+    }
+
+    /// What collectives' data costs on this link (`CollectiveCost`): free on `native`,
+    /// else this link's latency and bandwidth per rank pair.
+    public var collectiveCost: CollectiveCost {
+        isNative ? .free : CollectiveCost(latency: latency, bandwidth: bandwidth)
     }
 
     public var description: String {

@@ -50,7 +50,10 @@ public final class MoELayer {
         }
         try config.validate(expertParallel: group.size / tensorParallel, tensorParallel: tensorParallel)
         self.config = config
-        self.group = group
+        // The layer's transfers are booked on `link`; its group's collectives carry
+        // time but cost nothing of their own, so no byte is counted twice.
+        self.group = group.withCost(.free)
+        let group = self.group
         self.tensorParallel = tensorParallel
         let parameters = parameters
             ?? ParameterSet(MoELayer.parameterTensors(config: config, ranks: group.size, rank: group.rank,

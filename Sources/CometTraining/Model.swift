@@ -177,8 +177,18 @@ public final class MoETransformer {
         }
     }
 
+    /// Seconds the collectives of `syncGradients` cost on the groups' link, modelled
+    /// (`CollectiveCost`; 0 on the native link).
+    public var syncGradientsCost: Double {
+        let (world, data, moe) = (groups.world, groups.data, groups.moe)
+        let float = MemoryLayout<Float>.stride
+        return world.cost.allReduce(bytes: replicatedCount * float, ranks: world.size)
+            + (data.size > 1 ? data.cost.allReduce(bytes: (parameters.count - replicatedCount) * float, ranks: data.size) : 0)
+            + moe.cost.allReduce(bytes: MemoryLayout<Double>.stride, ranks: moe.size)
+    }
+
     /// Sums the gradients over the ranks that share each parameter and returns the
-    /// global L2 norm of the gradient. Collective.
+    /// global L2 norm of the gradient (its collectives cost `syncGradientsCost`). Collective.
     public func syncGradients() throws -> Double {
         let replicated = UnsafeMutableBufferPointer(rebasing: parameters.gradients[0..<replicatedCount])
         try groups.world.allReduce(replicated, .sum)

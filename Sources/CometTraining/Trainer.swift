@@ -74,10 +74,13 @@ public final class Trainer {
     }
 
     /// Builds everything; `data` is a text file (byte-level) or nil for the built-in
-    /// Markov language; the MoE layers' rows move on `link`; `runDirectory` nil writes
-    /// no files; `resume` a run directory whose checkpoint to continue from. Collective.
+    /// Markov language; the MoE layers' rows move on `link`, and every collective of
+    /// the run (gradient all-reduces, loss reductions) costs what its data costs on it
+    /// (`LinkModel.collectiveCost`); `runDirectory` nil writes no files; `resume` a run
+    /// directory whose checkpoint to continue from. Collective.
     public init(config: TrainConfig, dataPath: String?, groups: ProcessGroups, link: LinkModel, device: Device,
                 runDirectory: URL?, resume: URL?) throws {
+        let groups = groups.withCost(link.collectiveCost)
         let world = groups.world
         try config.validate(ranks: world.size, expertParallel: groups.layout.expertParallel, tensorParallel: groups.layout.tensorParallel)
         self.config = config

@@ -1,4 +1,5 @@
 import CometMoE
+import CometMPI
 import XCTest
 
 /// The balanced links: their exchanges of the busiest pair's bytes last the GEMM seconds they are calibrated on.
@@ -19,5 +20,11 @@ final class LinkModelTests: XCTestCase {
     func testBalancedSpreadsTheGEMMsOverEveryLayersExchanges() {
         let link = LinkModel.balanced(gemmSeconds: 0.4, busiestPairBytes: 1 << 20, exchanges: 2 * 4, name: "balanced")
         XCTAssertEqual(link.transferTime(bytes: 1 << 20), 0.05, accuracy: 1e-12, "4 layers, a dispatch and a combine each")
+    }
+
+    func testCollectivesCostWhatTheLinkSays() {
+        XCTAssertEqual(LinkModel.native.collectiveCost, .free)
+        let link = LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9)
+        XCTAssertEqual(link.collectiveCost, CollectiveCost(latency: 50e-6, bandwidth: 0.5e9))
     }
 }
