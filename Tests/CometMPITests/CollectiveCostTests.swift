@@ -6,30 +6,33 @@ import XCTest
 final class CollectiveCostTests: XCTestCase {
     let cost = CollectiveCost(latency: 10e-6, bandwidth: 1e6)
 
-    func testLongAllReduceTakesTheRing() {
-        // 2 (p-1) alpha + 2 (p-1)/p n beta = 14 x 10 us + 1.75 x 80 000 us.
-        XCTAssertEqual(cost.allReduce(bytes: 80_000, ranks: 8), 14 * 10e-6 + 1.75 * 0.08, accuracy: 1e-12)
+    func testLongAllReduceIsAReduceScatterAndAnAllGather() {
+        // 2 (alpha + n/p beta) = 2 x (10 us + 10 000 us).
+        XCTAssertEqual(cost.allReduce(bytes: 80_000, ranks: 8), 2 * (10e-6 + 0.01), accuracy: 1e-12)
     }
 
-    func testShortAllReduceTakesRecursiveDoubling() {
-        // lg p (alpha + n beta) = 3 x (10 + 8) us, against the ring's 14 x 10 + 14 us.
-        XCTAssertEqual(cost.allReduce(bytes: 8, ranks: 8), 3 * 18e-6, accuracy: 1e-12)
-        // lg p rounds up: 5 ranks take 3 rounds.
-        XCTAssertEqual(cost.allReduce(bytes: 8, ranks: 5), 3 * 18e-6, accuracy: 1e-12)
+    func testShortAllReduceTakesTheFasterOfTheTwo() {
+        // lg p (alpha + n beta) = 3 x (10 + 8) us, against the direct 2 x (10 + 1) us: the direct one.
+        XCTAssertEqual(cost.allReduce(bytes: 8, ranks: 8), 2 * 11e-6, accuracy: 1e-12)
+        // With a long latency, recursive doubling: 2 ranks, lg p = 1 round of 1 ms + 8 us, against 2 x (1 ms + 4 us).
+        let slow = CollectiveCost(latency: 1e-3, bandwidth: 1e6)
+        XCTAssertEqual(slow.allReduce(bytes: 8, ranks: 2), 1e-3 + 8e-6, accuracy: 1e-12)
+        // lg p rounds up: 3 ranks would take 2 rounds of 1 ms + 8 us, more than 2 x (1 ms + 8/3 us).
+        XCTAssertEqual(slow.allReduce(bytes: 8, ranks: 3), 2 * (1e-3 + 8e-6 / 3), accuracy: 1e-12)
     }
 
-    func testRingsTreesAndBarriers() {
-        XCTAssertEqual(cost.allGather(bytes: 4_000, ranks: 4), 3 * 10e-6 + 0.75 * 4e-3, accuracy: 1e-12)
-        XCTAssertEqual(cost.reduceScatter(bytes: 4_000, ranks: 4), 3 * 10e-6 + 0.75 * 4e-3, accuracy: 1e-12)
-        XCTAssertEqual(cost.broadcast(bytes: 100, ranks: 8), 3 * 110e-6, accuracy: 1e-12)
+    func testDirectCollectivesAndBarriers() {
+        XCTAssertEqual(cost.allGather(bytes: 4_000, ranks: 4), 10e-6 + 1e-3, accuracy: 1e-12)
+        XCTAssertEqual(cost.reduceScatter(bytes: 4_000, ranks: 4), 10e-6 + 1e-3, accuracy: 1e-12)
+        XCTAssertEqual(cost.broadcast(bytes: 100, ranks: 8), 110e-6, accuracy: 1e-12)
         XCTAssertEqual(cost.barrier(ranks: 8), 3 * 10e-6, accuracy: 1e-12)
         XCTAssertEqual(cost.barrier(ranks: 2), 10e-6, accuracy: 1e-12)
     }
 
-    func testAllToAllVChargesEachPeerTheLargerDirection() {
-        // Peers 0 and 2: max(100, 50) and max(0, 300) bytes; rank 1 itself and empty pairs are free.
+    func testAllToAllVTakesTheBusiestPair() {
+        // Peers 0 and 2 at once: max(100, 50) and max(0, 300) bytes; rank 1 itself is free.
         let seconds = cost.allToAllV(sent: [100, 999, 0, 0], received: [50, 999, 300, 0], me: 1)
-        XCTAssertEqual(seconds, (10e-6 + 100e-6) + (10e-6 + 300e-6), accuracy: 1e-12)
+        XCTAssertEqual(seconds, 10e-6 + 300e-6, accuracy: 1e-12)
     }
 
     func testFreeOneRankAndNoBytesCostNothing() {
