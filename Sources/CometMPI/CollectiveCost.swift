@@ -27,15 +27,26 @@ public struct CollectiveCost: Sendable, Equatable {
     public let latency: Double
     /// Bytes per second between two ranks (1 / beta); infinite when free.
     public let bandwidth: Double
+    /// Whether device time charges the CPU that MPI spends moving the data: on the
+    /// native link that work is the transfer; on an emulated one the model is, and
+    /// MPI's copying is the emulation's own work.
+    public let chargesMPIWork: Bool
 
     public init(latency: Double, bandwidth: Double) {
         precondition(latency >= 0 && bandwidth > 0, "a collective cost needs latency >= 0 and bandwidth > 0")
-        self.latency = latency
-        self.bandwidth = bandwidth
+        (self.latency, self.bandwidth, chargesMPIWork) = (latency, bandwidth, false)
     }
 
-    /// No modelled cost: collectives take what the MPI calls take.
-    public static let free = CollectiveCost(latency: 0, bandwidth: .infinity)
+    private init(chargesMPIWork: Bool) {
+        (latency, bandwidth, self.chargesMPIWork) = (0, .infinity, chargesMPIWork)
+    }
+
+    /// No modelled cost: collectives take what the MPI calls take (the native link).
+    public static let free = CollectiveCost(chargesMPIWork: true)
+
+    /// No cost here, and MPI's work not charged either: the data's transfers are
+    /// modelled elsewhere (an MoE layer's rows, booked on its emulated link).
+    public static let bookedElsewhere = CollectiveCost(chargesMPIWork: false)
 
     public var isFree: Bool { latency == 0 && bandwidth == .infinity }
 

@@ -196,23 +196,26 @@ extension Communicator {
             var time: MPI_Request? = nil
             try check(MPI_Iallreduce(comet_in_place(), latest.baseAddress, 2, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
                       "MPI_Iallreduce(clock)")
-            try wait(&time, "MPI_Iallreduce(clock) after \(call)")
+            try wait(&time, "MPI_Iallreduce(clock) after \(call)", charged: false)
         }
         clock.wait(until: latest[0] + latest[1])
     }
 
     /// Waits for a nonblocking MPI operation with `Backoff`, never spinning bare.
-    /// Device time charges the CPU of `MPI_Test`: Open MPI copies and reduces the
-    /// collective's data inside it, which on a native link is the transfer itself;
-    /// the naps in between are not charged.
-    func wait(_ request: inout MPI_Request?, _ call: String) throws {
+    /// Open MPI copies and reduces the data inside `MPI_Test`: device time charges
+    /// that CPU when it is the transfer (`charged`: by default when the cost says so,
+    /// on the native link), never the naps in between.
+    func wait(_ request: inout MPI_Request?, _ call: String, charged: Bool? = nil) throws {
         var backoff = Backoff(timeout: waitTimeout)
-        while true {
-            var done: Int32 = 0
-            try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
-            if done != 0 { return }
-            backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+        func poll() throws {
+            while true {
+                var done: Int32 = 0
+                try check(MPI_Test(&request, &done, comet_status_ignore()), "MPI_Test(\(call))")
+                if done != 0 { return }
+                backoff.pause("waited \(waitTimeout) s for \(call) on a communicator of \(size) ranks (local rank \(rank)); a peer never joined")
+            }
         }
+        if charged ?? cost.chargesMPIWork { try poll() } else { try chargeAsWaiting(poll) }
     }
 
     /// Bytes of `count` elements of `T`.

@@ -51,8 +51,9 @@ public final class MoELayer {
         try config.validate(expertParallel: group.size / tensorParallel, tensorParallel: tensorParallel)
         self.config = config
         // The layer's transfers are booked on `link`; its group's collectives carry
-        // time but cost nothing of their own, so no byte is counted twice.
-        self.group = group.withCost(.free)
+        // time but cost nothing of their own, so no byte is counted twice; on an
+        // emulated link, neither is the CPU that MPI spends copying the rows.
+        self.group = group.withCost(link.isNative ? .free : .bookedElsewhere)
         let group = self.group
         self.tensorParallel = tensorParallel
         let parameters = parameters
