@@ -72,9 +72,9 @@ final class CometPass: Sendable {
     func pull(task: Int, thread: Int) throws {
         let tile = tasks[task], bytes = tile.rows.count * window.layout.rowBytes
         let start = clock.now()
-        try window.pull(tile, into: steps.received)
+        try link.copy { try window.pull(tile, into: steps.received) }
         if lastTask[tile.source] == task { try window.finishedPulling(from: tile.source) }
-        let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank)
+        let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank, at: start)
         timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()),
                                 "pull \(tile.rows.count) rows from rank \(tile.source)",
                                 ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)", "rows": "\(tile.rows)",
@@ -86,9 +86,9 @@ final class CometPass: Sendable {
     /// transfer; returns when it arrives there.
     func push(_ tiles: [RowTile], to home: Int, columns: Range<Int>, thread: Int, _ label: String) throws -> Double {
         let start = clock.now()
-        try window.push(steps.results, tiles, to: home, region: plan.returnSlot(from: plan.rank), columns: columns)
+        try link.copy { try window.push(steps.results, tiles, to: home, region: plan.returnSlot(from: plan.rank), columns: columns) }
         let bytes = tiles.reduce(0) { $0 + $1.rows.count } * columns.count * MemoryLayout<Float>.stride
-        let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank)
+        let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank, at: start)
         timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()), label,
                                 ["half": "layer1", "peer": "\(home)", "columns": "\(columns)", "bytes": "\(bytes)"])
         return arrival

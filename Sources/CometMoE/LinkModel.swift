@@ -113,6 +113,14 @@ public final class LinkClock: Sendable {
         busyUntil = Mutex([Double](repeating: 0, count: ranks))
     }
 
+    /// Runs the memory copy that moves a transfer booked on this link. On the native
+    /// link the copy is the transfer, and device time charges its CPU; on an emulated
+    /// link the booking is the transfer, so the copy is the emulation's own work and
+    /// is not charged. `body` must not read the clock.
+    public func copy<T>(_ body: () throws -> T) rethrows -> T {
+        model.isNative ? try body() : try chargeAsWaiting(body)
+    }
+
     /// Books `bytes` on the link to or from `peer` starting at `start` (default: now);
     /// returns when they arrive. Transfers to oneself are free.
     public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double? = nil) -> Double {
