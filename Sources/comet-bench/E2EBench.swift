@@ -155,7 +155,7 @@ struct E2EBench: RankCommand {
         }
         guard let bound else { return }
         let cpuTerm = cores.map { "sequential's CPU on \($0) cores" } ?? "no host-core term on device time: each engine has its own core"
-        print(String(format: "bound for any schedule (the busiest links' %.1f ms per step all hidden; the gradient all-reduce's "
+        print(String(format: "bound for any schedule with sequential's other work (the busiest links' %.1f ms per step all hidden; the gradient all-reduce's "
                         + "modelled %.1f ms never; %@): %.1f ms per step, %.2fx",
                      bound.link_ms, bound.sync_ms, cpuTerm, bound.step_ms, bound.speedup))
         printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
