@@ -21,6 +21,22 @@ import Synchronization
 /// such waits cost no device time, and every stamp that another rank sends is
 /// known before anything later happens here.
 ///
+/// Where the turn may change hands. Handing it over costs the host a futex wake
+/// and a context switch, so an engine offers it only where the order of engines
+/// can matter: before it looks at what the rank's other engines did (a flag, the
+/// landing board, a task counter, "whatever has arrived") or tells them a time.
+/// `now()`, the waits (`wait`, `awaitLocal`, `join`), the end of a `work` and the
+/// end of a job's part give the turn to the earliest engine; a `stamp()` (a time
+/// for a record) and the start of a `work` charge the CPU to the engine's clock
+/// and keep the turn, even if the clock passes another engine's. The rule that
+/// makes this safe: between a stamp and its next `now()` or wait, an engine neither
+/// reads state that other engines of the rank write nor publishes anything to them
+/// (it copies data, records, computes). What it does meanwhile is invisible to the
+/// engines it overtook; at its next step they run first and find everything as at
+/// their own time. So every observation still comes right after a step that let
+/// every earlier engine run, and which engine runs depends on the clocks alone
+/// (ties: the lower engine), never on the host.
+///
 /// Reading the clock may give the turn away, so no thread reads it (or works or
 /// waits on it) while holding a lock that another engine of the rank takes.
 public final class DeviceClock: Clock, @unchecked Sendable {
@@ -47,8 +63,10 @@ public final class DeviceClock: Clock, @unchecked Sendable {
 
     public func now() -> Double { step { _, _ in } }
 
+    public func stamp() -> Double { charge().clock }
+
     public func work<T>(_ body: () throws -> T) rethrows -> Timed<T> {
-        let start = now(), cpuStart = threadCPUSeconds()
+        let (start, cpuStart) = charge()
         let value = try body()
         let cpu = threadCPUSeconds() - cpuStart
         return Timed(value: value, start: start, end: now(), cpuSeconds: cpu)
@@ -100,6 +118,18 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     /// The calling thread's CPU seconds and those it spent waiting since it last asked.
     private func chargeableCPU() -> (total: Double, waiting: Double) { (threadCPUSeconds(), comet_take_waiting_cpu()) }
 
+    /// Charges the calling engine's CPU and returns its clock and thread CPU seconds;
+    /// it keeps the turn.
+    private func charge() -> (clock: Double, cpu: Double) {
+        let me = Self.engine
+        let cpu = chargeableCPU()
+        let clock = engines.withLock { engines in
+            engines.charge(me, cpu)
+            return engines.clock[me]
+        }
+        return (clock, cpu.total)
+    }
+
     /// Charges the calling engine's CPU, applies `change`, and gives the turn to the
     /// earliest engine; returns the calling engine's clock once it has the turn again.
     @discardableResult
@@ -128,8 +158,8 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     /// Sleeps until engine `me` is given the turn after `seen`; returns its clock.
     @discardableResult
     private func awaitTurn(_ me: Int, seen: Int) -> Double {
-        let what = engines.withLock { $0.report(me) }
-        turns[me].wait(toReach: seen + 1, timeout: timeout, "engine \(me)'s turn on the device (\(what))")
+        turns[me].wait(toReach: seen + 1, timeout: timeout,
+                       "engine \(me)'s turn on the device (\(engines.withLock { $0.report(me) }))")
         _ = comet_take_waiting_cpu()
         let cpu = threadCPUSeconds()
         return engines.withLock { engines in

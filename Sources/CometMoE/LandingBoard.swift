@@ -64,7 +64,7 @@ final class LandingBoard: Sendable {
     /// earliest-pulled landed tile), waiting until some have arrived; nil once every
     /// row has been taken. The wait, if any, is recorded on the timeline for `thread`.
     func take(maxRows: Int, thread: Int) -> LandedRows? {
-        let waitStart = clock.now()
+        let waitStart = clock.stamp()
         defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         var backoff = Backoff(timeout: timeout)
         while true {
