@@ -26,11 +26,21 @@ public protocol Clock: Sendable {
     /// between ranks must carry its time; false when the ranks share one.
     var isPerRank: Bool { get }
 
-    /// Seconds now, for the calling thread.
+    /// Seconds now, for the calling thread. On a device clock the thread may first
+    /// give its turn to the rank's earlier threads (`DeviceClock`): read it before
+    /// looking at what the rank's other threads did or telling them a time.
     func now() -> Double
 
+    /// Seconds now, like `now()`, for a record only (the start of a transfer or of a
+    /// wait, the end of a wait). On a device clock the thread keeps its turn, so it
+    /// must neither look at what the rank's other threads did nor tell them a time
+    /// until it next reads `now()`, waits or ends a `work`.
+    func stamp() -> Double
+
     /// Runs `body`, a piece of the calling thread's work, and says when it started
-    /// and ended on this clock and how much CPU it used.
+    /// and ended on this clock and how much CPU it used. The start is a `stamp()`:
+    /// `body` reads `now()` or waits before it looks at what other threads of the rank
+    /// did; the end is a `now()`.
     func work<T>(_ body: () throws -> T) rethrows -> Timed<T>
 
     /// Waits until the clock reads `time` (an event's time: a transfer's arrival).
@@ -78,6 +88,7 @@ public struct WallClock: Clock {
     public var isPerRank: Bool { false }
 
     public func now() -> Double { comet_monotonic_seconds() }
+    public func stamp() -> Double { now() }
 
     public func work<T>(_ body: () throws -> T) rethrows -> Timed<T> {
         let (start, cpuStart) = (now(), threadCPUSeconds())

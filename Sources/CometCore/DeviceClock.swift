@@ -22,6 +22,22 @@ import Synchronization
 /// such waits cost no device time, and every stamp that another rank sends is
 /// known before anything later happens here.
 ///
+/// Where the turn may change hands. Handing it over costs the host a futex wake
+/// and a context switch, so an engine offers it only where the order of engines
+/// can matter: before it looks at what the rank's other engines did (a flag, the
+/// landing board, a task counter, "whatever has arrived") or tells them a time.
+/// `now()`, the waits (`wait`, `awaitLocal`, `join`), the end of a `work` and the
+/// end of a job's part give the turn to the earliest engine; a `stamp()` (a time
+/// for a record) and the start of a `work` charge the CPU to the engine's clock
+/// and keep the turn, even if the clock passes another engine's. The rule that
+/// makes this safe: between a stamp and its next `now()` or wait, an engine neither
+/// reads state that other engines of the rank write nor publishes anything to them
+/// (it copies data, records, computes). What it does meanwhile is invisible to the
+/// engines it overtook; at its next step they run first and find everything as at
+/// their own time. So every observation still comes right after a step that let
+/// every earlier engine run, and which engine runs depends on the clocks alone
+/// (ties: the lower engine), never on the host.
+///
 /// Reading the clock may give the turn away, so no thread reads it (or works or
 /// waits on it) while holding a lock that another engine of the rank takes.
 public final class DeviceClock: Clock, @unchecked Sendable {
@@ -48,8 +64,10 @@ public final class DeviceClock: Clock, @unchecked Sendable {
 
     public func now() -> Double { step { _, _ in } }
 
+    public func stamp() -> Double { charge().clock }
+
     public func work<T>(_ body: () throws -> T) rethrows -> Timed<T> {
-        let start = now(), cpuStart = threadCPUSeconds()
+        let (start, cpuStart) = charge()
         let value = try body()
         let cpu = threadCPUSeconds() - cpuStart
         return Timed(value: value, start: start, end: now(), cpuSeconds: cpu)
@@ -104,6 +122,18 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         Charge(total: threadCPUSeconds(), uncharged: comet_take_waiting_cpu(), modelled: comet_take_modelled_seconds())
     }
 
+    /// Charges the calling engine's CPU and returns its clock and thread CPU seconds;
+    /// it keeps the turn.
+    private func charge() -> (clock: Double, cpu: Double) {
+        let me = Self.engine
+        let cpu = chargeableCPU()
+        let clock = engines.withLock { engines in
+            engines.charge(me, cpu)
+            return engines.clock[me]
+        }
+        return (clock, cpu.total)
+    }
+
     /// Charges the calling engine's CPU, applies `change`, and gives the turn to the
     /// earliest engine; returns the calling engine's clock once it has the turn again.
     @discardableResult
@@ -130,10 +160,20 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     }
 
     /// Sleeps until engine `me` is given the turn after `seen`; returns its clock.
+    /// The sleep's CPU is not reported as waiting (two thread-CPU reads per hand-over
+    /// saved): the engine's CPU mark is set afresh once it has the turn.
     @discardableResult
     private func awaitTurn(_ me: Int, seen: Int) -> Double {
-        let what = engines.withLock { $0.report(me) }
-        turns[me].wait(toReach: seen + 1, timeout: timeout, "engine \(me)'s turn on the device (\(what))")
+        let bell = turns[me].bell, deadline = hostSeconds() + timeout
+        while true {
+            let value = bell.value
+            if Int(value) > seen { break }
+            let remaining = deadline - hostSeconds()
+            if remaining <= 0 {
+                Job.abort("waited \(timeout) s for engine \(me)'s turn on the device (\(engines.withLock { $0.report(me) }))")
+            }
+            comet_futex_wait(bell.word, value, Int64(min(remaining, 0.05) * 1e9))  // wakes now and then to check the deadline
+        }
         _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
         let cpu = threadCPUSeconds()
         return engines.withLock { engines in

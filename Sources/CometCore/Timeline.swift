@@ -56,9 +56,11 @@ public final class Timeline: Sendable {
         try measure(kind, thread: thread, label(), arguments, flops: { _ in 0 }, body)
     }
 
-    /// Records a wait on `thread` from `start` until now, if it lasted at least 50 us.
-    public func recordWait(thread: Int, since start: Double, _ label: @autoclosure () -> String) {
-        let end = clock.now()
+    /// Records a wait on `thread` from `start` until `end` (default: a `Clock.stamp()`,
+    /// so the caller reads `now()` or waits before it looks at what other threads did
+    /// or tells them a time), if it lasted at least 50 us.
+    public func recordWait(thread: Int, since start: Double, until end: Double? = nil, _ label: @autoclosure () -> String) {
+        let end = end ?? clock.stamp()
         guard isRecording, end - start >= 50e-6 else { return }
         let activity = Activity(kind: .wait, thread: thread, start: start, end: end, cpuSeconds: 0, flops: 0, label: label(), arguments: [:])
         activities.withLock { $0.append(activity) }

@@ -80,14 +80,18 @@ struct BlockPusher: Layer1Communicator {
                 backoff = Backoff(timeout: pass.timeout)
                 continue
             }
-            // Wait until a block is computed or pushed here, or the next one's pushes land.
+            // Wait until a block is computed here, or the other communicator threads have
+            // pushed every block (unless seen already), or the next one's pushes land.
             // For peers' pushes only while no other communicator thread of this rank
             // still has blocks to push that peers may be waiting for.
             let next = pushed < mine.count ? [mine[pushed]] : []
             let (all, blocks) = (strategy.pushedBlocks, pass.blocks.count)
             let othersDone = pass.commThreads == 1 || all.current == blocks
+            // An event already seen is no event to wait for: its time has passed, so the
+            // thread would be given the turn again at once and spin until `homeAt`.
             pass.idle(&backoff, seen: seen, until: homeAt, forPeers: homeAt == .infinity && reduced < pushed && othersDone,
-                      nextLocal: { computed.earliest(among: next) ?? (all.current == blocks ? all.time : nil) }, thread: thread,
+                      nextLocal: { computed.earliest(among: next) ?? (othersDone || all.current < blocks ? nil : all.time) },
+                      thread: thread,
                       waitingFor: "a block to finish or come home",
                       "waited \(pass.timeout) s in phase \(pass.phase) for block \(mine[min(pushed, mine.count - 1)]) "
                           + "to be computed or block \(mine[reduced]) to come home from every rank")

@@ -71,11 +71,11 @@ final class CometPass: Sendable {
     /// Pulls task `task`'s rows, books them on the link and posts them on the board.
     func pull(task: Int, thread: Int) throws {
         let tile = tasks[task], bytes = tile.rows.count * window.layout.rowBytes
-        let start = clock.now()
+        let start = clock.stamp()
         try link.copy { try window.pull(tile, into: steps.received) }
         if lastTask[tile.source] == task { try window.finishedPulling(from: tile.source) }
         let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank, at: start)
-        timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()),
+        timeline.recordTransfer(thread: thread, start: start, end: arrival,
                                 "pull \(tile.rows.count) rows from rank \(tile.source)",
                                 ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)", "rows": "\(tile.rows)",
                                  "bytes": "\(bytes)"])
@@ -85,11 +85,11 @@ final class CometPass: Sendable {
     /// Pushes `columns` of the results of `tiles` (all from `home`) home in one
     /// transfer; returns when it arrives there.
     func push(_ tiles: [RowTile], to home: Int, columns: Range<Int>, thread: Int, _ label: String) throws -> Double {
-        let start = clock.now()
+        let start = clock.stamp()
         try link.copy { try window.push(steps.results, tiles, to: home, region: plan.returnSlot(from: plan.rank), columns: columns) }
         let bytes = tiles.reduce(0) { $0 + $1.rows.count } * columns.count * MemoryLayout<Float>.stride
         let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank, at: start)
-        timeline.recordTransfer(thread: thread, start: start, end: max(arrival, clock.now()), label,
+        timeline.recordTransfer(thread: thread, start: start, end: arrival, label,
                                 ["half": "layer1", "peer": "\(home)", "columns": "\(columns)", "bytes": "\(bytes)"])
         return arrival
     }
@@ -116,7 +116,7 @@ final class CometPass: Sendable {
         _ backoff: inout Backoff, seen: UInt32, until wakeTime: Double, forPeers: Bool, nextLocal: @escaping @Sendable () -> Double?,
         thread: Int, waitingFor what: String, _ report: @autoclosure () -> String
     ) {
-        let start = clock.now()
+        let start = clock.stamp()
         if forPeers, clock.isPerRank {
             backoff.sleep(on: window.doorbell, seen: seen, report())
         } else {

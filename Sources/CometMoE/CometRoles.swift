@@ -145,7 +145,8 @@ struct ComputeRows {
         // Every row's layer0 is done before layer1 or the tail read all of an expert's rows.
         let waitStart = pass.clock.now()
         pass.rowsDone.wait(toReach: pass.plan.receivedRows, on: pass.clock, timeout: pass.timeout, "the other GEMM threads' rows")
-        pass.timeline.recordWait(thread: thread, since: waitStart, "wait for the other GEMM threads' rows")
+        // Ends with the turn taken: layer1 and the tail hand out their tasks first come, first served.
+        pass.timeline.recordWait(thread: thread, since: waitStart, until: pass.clock.now(), "wait for the other GEMM threads' rows")
         try layer1.afterLayer0(thread: thread)
         while let task = pass.tail.take() {
             pass.timeline.recordGEMM(thread: thread, "weight gradient", ["half": "tail"]) { pass.steps.tail[task](experts) }

@@ -64,21 +64,30 @@ final class LandingBoard: Sendable {
     /// earliest-pulled landed tile), waiting until some have arrived; nil once every
     /// row has been taken. The wait, if any, is recorded on the timeline for `thread`.
     func take(maxRows: Int, thread: Int) -> LandedRows? {
-        let waitStart = clock.now()
-        defer { timeline.recordWait(thread: thread, since: waitStart, "wait for rows to land") }
         var backoff = Backoff(timeout: timeout)
+        var waitStart: Double?
         while true {
             let seen = landings.bell.value
             let now = clock.now()
             switch tiles.withLock({ next(in: &$0, now: now, maxRows: maxRows) }) {
-            case .work(let rows): return rows
-            case .done: return nil
+            case .work(let rows):
+                recordWait(since: waitStart, until: now, thread: thread)
+                return rows
+            case .done:
+                recordWait(since: waitStart, until: now, thread: thread)
+                return nil
             case .wait(let until):
+                waitStart = waitStart ?? now
                 // Emulated: the earliest landed rows still on the link; native: the next tile's landing.
                 clock.awaitLocal(bell: landings.bell, seen: seen, until: until ?? .infinity, backoff: &backoff,
                                  "a tile of rows to land (phase \(phase))") { [self] in nextArrival() }
             }
         }
+    }
+
+    /// Records a wait for rows from `start` (nil: there was none) until `end`.
+    private func recordWait(since start: Double?, until end: Double, thread: Int) {
+        if let start { timeline.recordWait(thread: thread, since: start, until: end, "wait for rows to land") }
     }
 
     private enum Step { case work(LandedRows), done, wait(until: Double?) }

@@ -121,11 +121,13 @@ public final class LinkClock: Sendable {
         model.isNative ? try body() : try chargeAsWaiting(body)
     }
 
-    /// Books `bytes` on the link to or from `peer` starting at `start` (default: now);
-    /// returns when they arrive. Transfers to oneself are free.
-    public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double? = nil) -> Double {
-        let now = start ?? clock.now()
-        guard !isSelf, !model.isNative, bytes > 0 else { return now }
+    /// Books `bytes` on the link to or from `peer`, a transfer that started at `start`;
+    /// returns when they arrive. Transfers to oneself are free. On the native link the
+    /// caller's copy is the transfer, so the bytes arrive when it has copied them: now.
+    public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double) -> Double {
+        if model.isNative { return clock.stamp() }
+        guard !isSelf, bytes > 0 else { return start }
+        let now = start
         return busyUntil.withLock { busy in
             let start = max(now, busy[peer])
             busy[peer] = start + Double(bytes) / model.bandwidth

@@ -85,4 +85,38 @@ final class DeviceClockTests: XCTestCase {
         // At 3.0 both are due: the lower engine goes first.
         XCTAssertEqual(log.withLock { $0 }, ["0@1.0", "1@1.5", "0@2.0", "0@3.0", "1@3.0", "0@4.0", "1@4.5", "1@6.0"])
     }
+
+    /// A stamp and the start of a piece of work charge the engine's CPU but keep the
+    /// turn, even past another engine's clock; the next `now()` (or the end of the
+    /// work) gives it to the engine that is now earlier.
+    func testStampsAndWorkStartsKeepTheTurn() throws {
+        let clock = DeviceClock(timeout: 60)
+        let pool = WorkerPool(onFailure: .rethrow, clock: clock)
+        let log = Mutex<[String]>([])
+        let burn: @Sendable (Double) -> Void = { seconds in
+            let end = threadCPUSeconds() + seconds
+            while threadCPUSeconds() < end {}
+        }
+        let origin = clock.now()
+        try pool.run(2) { index in
+            if index == 0 {
+                clock.wait(until: origin + 1)
+                burn(0.02)  // past engine 2's 1.01 s, not charged yet
+                _ = clock.stamp()
+                log.withLock { $0.append("0 stamped") }
+                _ = clock.now()
+                log.withLock { $0.append("0 read now") }
+                clock.wait(until: origin + 2)
+                burn(0.02)
+                clock.work { log.withLock { $0.append("0 working") } }
+                log.withLock { $0.append("0 worked") }
+            } else {
+                clock.wait(until: origin + 1.01)
+                log.withLock { $0.append("1 at 1.01") }
+                clock.wait(until: origin + 2.01)
+                log.withLock { $0.append("1 at 2.01") }
+            }
+        }
+        XCTAssertEqual(log.withLock { $0 }, ["0 stamped", "1 at 1.01", "0 read now", "0 working", "1 at 2.01", "0 worked"])
+    }
 }
