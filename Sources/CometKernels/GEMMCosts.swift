@@ -25,7 +25,7 @@ import Glibc
 /// the device clock as charged by a model instead (`comet_charge_modelled`).
 public final class GEMMCosts: Sendable {
     /// Products timed per sampled size (after one warm-up), the least taken.
-    public static let runs = 3
+    public static let runs = 5
 
     /// The table the process's GEMMs are charged from, when costs are sampled.
     public static let host = GEMMCosts()

@@ -312,7 +312,7 @@ final class DeviceTimeTests: XCTestCase {
             let rows = report["schedules"] as! [[String: Any]]
             return Dictionary(uniqueKeysWithValues: rows.map { ($0["schedule"] as! String, $0) })
         }
-        _ = try run("sample", link: "balanced", ["--iterations", "1", "--save-gemm-costs", costs])
+        _ = try run("sample", link: "balanced", ["--iterations", "3", "--save-gemm-costs", costs])
         XCTAssertTrue(try String(contentsOfFile: costs, encoding: .utf8).contains("n,trans_a,trans_b,lda,ldb,ldc,accumulates,m,k,seconds"))
         let measured = ["--iterations", "3", "--gemm-costs", costs]
         let quiet = try run("quiet", link: "balanced", measured), quietNative = try run("quiet-native", link: "native", measured)
