@@ -118,10 +118,8 @@ public struct RuntimeOptions: ParsableArguments {
 
     public func validate() throws {
         guard waitTimeout > 0 else { throw ValidationError("--wait-timeout must be positive") }
-        if let path = saveGemmCosts {
-            guard clock == .device, gemmCosts != .measured else {
-                throw ValidationError("--save-gemm-costs needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
-            }
+        if saveGemmCosts != nil, clock != .device || gemmCosts == .measured {
+            throw ValidationError("--save-gemm-costs needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
         }
     }
 
