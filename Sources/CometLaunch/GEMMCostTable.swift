@@ -96,7 +96,7 @@ enum GEMMCostTable {
         try world.broadcast(&count, root: 0)
         if world.rank != 0 { values = [Double](repeating: 0, count: Int(count[0])) }
         try world.broadcast(&values, root: 0)
-        return stride(from: 0, to: values.count, by: 10).map { decode(values[$0..<($0 + 10)]) }
+        return decode(values)
     }
 
     /// Writes every rank's table, the least figure of each size, to `path` on rank 0. Collective.
@@ -104,7 +104,7 @@ enum GEMMCostTable {
         let gathered = try world.gather(costs.entries.flatMap(encode), root: 0)
         try world.onRankZero {
             let merged = GEMMCosts()
-            for values in gathered { merged.insert(stride(from: 0, to: values.count, by: 10).map { decode(values[$0..<($0 + 10)]) }) }
+            for values in gathered { merged.insert(decode(values)) }
             try CometCore.save(Data(text(merged.entries).utf8), to: path)
         }
     }
@@ -128,6 +128,11 @@ enum GEMMCostTable {
         let kind = entry.kind
         return [kind.n, kind.transA == .none ? 0 : 1, kind.transB == .none ? 0 : 1, kind.lda, kind.ldb, kind.ldc,
                 kind.accumulates ? 1 : 0, entry.m, entry.k].map(Double.init) + [entry.seconds]
+    }
+
+    /// The entries `encode` wrote one after another into `values`.
+    private static func decode(_ values: [Double]) -> [GEMMCosts.Entry] {
+        stride(from: 0, to: values.count, by: 10).map { decode(values[$0..<($0 + 10)]) }
     }
 
     private static func decode(_ values: ArraySlice<Double>) -> GEMMCosts.Entry {

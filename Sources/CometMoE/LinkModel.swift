@@ -127,11 +127,10 @@ public final class LinkClock: Sendable {
     public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double) -> Double {
         if model.isNative { return clock.stamp() }
         guard !isSelf, bytes > 0 else { return start }
-        let now = start
         return busyUntil.withLock { busy in
-            let start = max(now, busy[peer])
-            busy[peer] = start + Double(bytes) / model.bandwidth
-            return start + model.latency + Double(bytes) / model.bandwidth
+            let sending = max(start, busy[peer])
+            busy[peer] = sending + Double(bytes) / model.bandwidth
+            return sending + model.latency + Double(bytes) / model.bandwidth
         }
     }
 }
