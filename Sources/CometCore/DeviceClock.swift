@@ -8,7 +8,8 @@ import Synchronization
 /// thread i of the device's pool is engine i + 1. Each engine has a clock in device
 /// seconds. Running code advances it by the CPU time the thread uses (the host
 /// device model: one core per engine; GEMMs may be charged from sampled costs
-/// instead, `GEMMCosts`); waiting moves it to the time of the event
+/// instead, `GEMMCosts`), or, when the host's CPU is ignored (`HostCPU.ignored`), by
+/// the modelled costs of its kernels alone; waiting moves it to the time of the event
 /// waited for, if that is later. Nothing else moves it: not the host descheduling
 /// a thread, not a sleep, not a spin (waits report their CPU as not charged).
 ///
@@ -50,13 +51,14 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     /// Host seconds an engine may wait for its turn before the job aborts.
     private let timeout: Double
 
-    /// A clock for the calling thread (engine 0) and its workers, starting at 0.
-    public init(timeout: Double) {
+    /// A clock for the calling thread (engine 0) and its workers, starting at 0, that
+    /// charges the host's CPU as `hostCPU` says.
+    public init(timeout: Double, hostCPU: HostCPU = .charged) {
         self.timeout = timeout
         turns = (0..<Self.maxEngines).map { _ in ThreadFlag() }
         comet_set_engine(0)
         _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
-        engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds()))
+        engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds(), hostCPU: hostCPU))
     }
 
     public var name: String { "device" }
@@ -192,6 +194,19 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     }
 }
 
+/// What device time charges for the host's CPU that no cost model accounts for
+/// (`--host-cpu`).
+public enum HostCPU: String, Sendable, CaseIterable {
+    /// The CPU time each engine's thread uses, outside its modelled kernels: the host
+    /// device model, where the emulated device is this CPU with a core per engine.
+    case charged
+    /// Nothing: only modelled kernels (GEMMs, element-wise kernels, transfers on an
+    /// emulated link) advance an engine, as SimGrid's `smpi/simulate-computation:no`.
+    /// Device time then depends on the cost tables alone, so a run's timeline, and
+    /// every choice a schedule makes by it, repeats exactly.
+    case ignored
+}
+
 /// What an engine's thread reports when it is charged: its CPU seconds so far, and
 /// since it was last charged, the CPU seconds not charged (waits, and work charged
 /// by a model) and the modelled seconds charged instead.
@@ -219,8 +234,10 @@ private struct Engines {
     var cpuMark: [Double]
     /// The turn counter's value each engine has used.
     var turnsSeen: [Int]
+    let hostCPU: HostCPU
 
-    init(count: Int, mainCPU: Double) {
+    init(count: Int, mainCPU: Double, hostCPU: HostCPU) {
+        self.hostCPU = hostCPU
         clock = [Double](repeating: 0, count: count)
         state = [State](repeating: .idle, count: count)
         state[0] = .ready
@@ -230,9 +247,11 @@ private struct Engines {
     }
 
     /// Charges `engine` the CPU it used since its mark, less what device time does
-    /// not charge, plus the modelled seconds of its modelled work.
+    /// not charge (all of it when the host's CPU is ignored), plus the modelled
+    /// seconds of its modelled work.
     mutating func charge(_ engine: Int, _ cpu: Charge) {
-        clock[engine] += max(0, cpu.total - cpuMark[engine] - cpu.uncharged) + cpu.modelled
+        let host = hostCPU == .charged ? max(0, cpu.total - cpuMark[engine] - cpu.uncharged) : 0
+        clock[engine] += host + cpu.modelled
         cpuMark[engine] = cpu.total
     }
 

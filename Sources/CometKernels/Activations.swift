@@ -17,11 +17,13 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     public func forward(_ a: MatrixView, into h: MatrixView) {
         precondition(a.rows == h.rows && a.columns == width(hidden: h.columns), "activation shapes do not fit")
         let hidden = h.columns
-        for i in 0..<h.rows {
-            let aRow = a.base + i * a.rowStride, hRow = h.base + i * h.rowStride
-            switch self {
-            case .gelu: comet_gelu_forward(aRow, hRow, hidden)
-            case .swiglu: comet_swiglu_forward(aRow, aRow + hidden, hRow, hidden)
+        elementwise("\(rawValue) forward", elements: h.rows * hidden) {
+            for i in 0..<h.rows {
+                let aRow = a.base + i * a.rowStride, hRow = h.base + i * h.rowStride
+                switch self {
+                case .gelu: comet_gelu_forward(aRow, hRow, hidden)
+                case .swiglu: comet_swiglu_forward(aRow, aRow + hidden, hRow, hidden)
+                }
             }
         }
     }
@@ -30,11 +32,13 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     public func backward(_ a: MatrixView, _ dh: MatrixView, into da: MatrixView) {
         precondition(a.rows == dh.rows && da.rows == a.rows && da.columns == a.columns, "activation shapes do not fit")
         let hidden = dh.columns
-        for i in 0..<a.rows {
-            let aRow = a.base + i * a.rowStride, dhRow = dh.base + i * dh.rowStride, daRow = da.base + i * da.rowStride
-            switch self {
-            case .gelu: comet_gelu_backward(aRow, dhRow, daRow, hidden)
-            case .swiglu: comet_swiglu_backward(aRow, aRow + hidden, dhRow, daRow, daRow + hidden, hidden)
+        elementwise("\(rawValue) backward", elements: a.rows * hidden) {
+            for i in 0..<a.rows {
+                let aRow = a.base + i * a.rowStride, dhRow = dh.base + i * dh.rowStride, daRow = da.base + i * da.rowStride
+                switch self {
+                case .gelu: comet_gelu_backward(aRow, dhRow, daRow, hidden)
+                case .swiglu: comet_swiglu_backward(aRow, aRow + hidden, dhRow, daRow, daRow + hidden, hidden)
+                }
             }
         }
     }

@@ -109,20 +109,24 @@ private struct AttentionShape {
 
 /// Scores [T, T] -> causal softmax in place: row i over columns 0...i, 0 above the diagonal.
 private func causalSoftmax(_ scores: MatrixView) {
-    for i in 0..<scores.rows {
-        let row = scores.base + i * scores.rowStride
-        softmax(row, count: i + 1, into: row)
-        (row + i + 1).update(repeating: 0, count: scores.columns - i - 1)
+    elementwise("causal softmax", elements: scores.rows * scores.columns) {
+        for i in 0..<scores.rows {
+            let row = scores.base + i * scores.rowStride
+            softmax(row, count: i + 1, into: row)
+            (row + i + 1).update(repeating: 0, count: scores.columns - i - 1)
+        }
     }
 }
 
 /// dP -> dS in place, dS = P * (dP - rowsum(P * dP)); P, dP [T, T]. Where P is 0
 /// (above the diagonal) dS is 0 too.
 private func softmaxBackwardInPlace(_ p: MatrixView, _ gradient: MatrixView) {
-    for i in 0..<p.rows {
-        let pRow = p.base + i * p.rowStride, gRow = gradient.base + i * gradient.rowStride
-        var weighted: Float = 0
-        for j in 0..<p.columns { weighted += pRow[j] * gRow[j] }
-        for j in 0..<p.columns { gRow[j] = pRow[j] * (gRow[j] - weighted) }
+    elementwise("softmax backward", elements: p.rows * p.columns) {
+        for i in 0..<p.rows {
+            let pRow = p.base + i * p.rowStride, gRow = gradient.base + i * gradient.rowStride
+            var weighted: Float = 0
+            for j in 0..<p.columns { weighted += pRow[j] * gRow[j] }
+            for j in 0..<p.columns { gRow[j] = pRow[j] * (gRow[j] - weighted) }
+        }
     }
 }

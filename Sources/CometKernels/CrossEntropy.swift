@@ -7,11 +7,14 @@
 public func crossEntropyForward(_ logits: MatrixView, targets: some RandomAccessCollection<Int>) -> Double {
     precondition(targets.count == logits.rows, "cross-entropy needs one target per row of logits")
     guard logits.rows > 0 else { return 0 }
-    var total = 0.0
-    for (i, target) in targets.enumerated() {
-        precondition(target >= 0 && target < logits.columns, "target \(target) outside 0..<\(logits.columns)")
-        let row = logits.base + i * logits.rowStride
-        total += Double(logSumExp(row, count: logits.columns) - row[target])
+    let total = elementwise("cross-entropy forward", elements: logits.rows * logits.columns) {
+        var total = 0.0
+        for (i, target) in targets.enumerated() {
+            precondition(target >= 0 && target < logits.columns, "target \(target) outside 0..<\(logits.columns)")
+            let row = logits.base + i * logits.rowStride
+            total += Double(logSumExp(row, count: logits.columns) - row[target])
+        }
+        return total
     }
     return total / Double(logits.rows)
 }
@@ -27,10 +30,12 @@ public func crossEntropyBackward(
     precondition(targets.count == logits.rows && dlogits.rows == logits.rows && dlogits.columns == logits.columns,
                  "cross-entropy shapes do not fit")
     let scale = dloss / Float(logits.rows)
-    for (i, target) in targets.enumerated() {
-        precondition(target >= 0 && target < logits.columns, "target \(target) outside 0..<\(logits.columns)")
-        let row = logits.base + i * logits.rowStride, dRow = dlogits.base + i * dlogits.rowStride
-        softmax(row, count: logits.columns, scale: scale, into: dRow)
-        dRow[target] -= scale
+    elementwise("cross-entropy backward", elements: logits.rows * logits.columns) {
+        for (i, target) in targets.enumerated() {
+            precondition(target >= 0 && target < logits.columns, "target \(target) outside 0..<\(logits.columns)")
+            let row = logits.base + i * logits.rowStride, dRow = dlogits.base + i * dlogits.rowStride
+            softmax(row, count: logits.columns, scale: scale, into: dRow)
+            dRow[target] -= scale
+        }
     }
 }

@@ -5,9 +5,11 @@
 public func embeddingForward(tokens: some RandomAccessCollection<Int>, table: MatrixView, into out: MatrixView) {
     precondition(tokens.count == out.rows && table.columns == out.columns, "embedding shapes do not fit")
     let width = out.columns
-    for (i, token) in tokens.enumerated() {
-        precondition(token >= 0 && token < table.rows, "token \(token) outside 0..<\(table.rows)")
-        (out.base + i * out.rowStride).update(from: table.base + token * table.rowStride, count: width)
+    elementwise("embedding forward", elements: out.rows * width) {
+        for (i, token) in tokens.enumerated() {
+            precondition(token >= 0 && token < table.rows, "token \(token) outside 0..<\(table.rows)")
+            (out.base + i * out.rowStride).update(from: table.base + token * table.rowStride, count: width)
+        }
     }
 }
 
@@ -19,9 +21,11 @@ public func embeddingForward(tokens: some RandomAccessCollection<Int>, table: Ma
 public func embeddingBackward(tokens: some RandomAccessCollection<Int>, dout: MatrixView, accumulating dtable: MatrixView) {
     precondition(tokens.count == dout.rows && dtable.columns == dout.columns, "embedding shapes do not fit")
     let width = dout.columns
-    for (i, token) in tokens.enumerated() {
-        precondition(token >= 0 && token < dtable.rows, "token \(token) outside 0..<\(dtable.rows)")
-        let doutRow = dout.base + i * dout.rowStride, dtableRow = dtable.base + token * dtable.rowStride
-        for j in 0..<width { dtableRow[j] += doutRow[j] }
+    elementwise("embedding backward", elements: dout.rows * width) {
+        for (i, token) in tokens.enumerated() {
+            precondition(token >= 0 && token < dtable.rows, "token \(token) outside 0..<\(dtable.rows)")
+            let doutRow = dout.base + i * dout.rowStride, dtableRow = dtable.base + token * dtable.rowStride
+            for j in 0..<width { dtableRow[j] += doutRow[j] }
+        }
     }
 }

@@ -11,13 +11,15 @@ public func rmsNormForward(_ x: MatrixView, weight: MatrixView, rstd: MatrixView
     precondition(out.rows == rows && out.columns == width, "rmsnorm output must be shaped as its input")
     precondition(weight.rows == 1 && weight.columns == width && rstd.rows == 1 && rstd.columns == rows,
                  "rmsnorm weight must be [1, C] and rstd [1, N]")
-    for i in 0..<rows {
-        let xRow = x.base + i * x.rowStride, outRow = out.base + i * out.rowStride
-        var sumOfSquares: Float = 0
-        for j in 0..<width { sumOfSquares += xRow[j] * xRow[j] }
-        let r = 1 / (sumOfSquares / Float(width) + rmsNormEpsilon).squareRoot()
-        rstd.base[i] = r
-        for j in 0..<width { outRow[j] = xRow[j] * r * weight.base[j] }
+    elementwise("rmsnorm forward", elements: rows * width) {
+        for i in 0..<rows {
+            let xRow = x.base + i * x.rowStride, outRow = out.base + i * out.rowStride
+            var sumOfSquares: Float = 0
+            for j in 0..<width { sumOfSquares += xRow[j] * xRow[j] }
+            let r = 1 / (sumOfSquares / Float(width) + rmsNormEpsilon).squareRoot()
+            rstd.base[i] = r
+            for j in 0..<width { outRow[j] = xRow[j] * r * weight.base[j] }
+        }
     }
 }
 
@@ -36,16 +38,18 @@ public func rmsNormBackward(
     precondition(weight.rows == 1 && weight.columns == width && dweight.rows == 1 && dweight.columns == width
                  && rstd.rows == 1 && rstd.columns == rows, "rmsnorm weight and dweight must be [1, C] and rstd [1, N]")
     let (w, dw) = (weight.base, dweight.base)
-    for i in 0..<rows {
-        let doutRow = dout.base + i * dout.rowStride, xRow = x.base + i * x.rowStride, dxRow = dx.base + i * dx.rowStride
-        let r = rstd.base[i]
-        var projection: Float = 0  // sum_j dxhat_j xhat_j
-        for j in 0..<width {
-            let xhat = xRow[j] * r
-            projection += doutRow[j] * w[j] * xhat
-            dw[j] += doutRow[j] * xhat
+    elementwise("rmsnorm backward", elements: rows * width) {
+        for i in 0..<rows {
+            let doutRow = dout.base + i * dout.rowStride, xRow = x.base + i * x.rowStride, dxRow = dx.base + i * dx.rowStride
+            let r = rstd.base[i]
+            var projection: Float = 0  // sum_j dxhat_j xhat_j
+            for j in 0..<width {
+                let xhat = xRow[j] * r
+                projection += doutRow[j] * w[j] * xhat
+                dw[j] += doutRow[j] * xhat
+            }
+            let meanProjection = projection / Float(width)
+            for j in 0..<width { dxRow[j] = r * (doutRow[j] * w[j] - xRow[j] * r * meanProjection) }
         }
-        let meanProjection = projection / Float(width)
-        for j in 0..<width { dxRow[j] = r * (doutRow[j] * w[j] - xRow[j] * r * meanProjection) }
     }
 }

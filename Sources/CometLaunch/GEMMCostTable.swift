@@ -27,19 +27,37 @@ public enum GEMMCostChoice: ExpressibleByArgument, Equatable, Sendable {
     public var defaultValueDescription: String { "sampled" }
 }
 
-/// A table of sampled GEMM costs as a file: CSV, one sampled size per line, with
-/// the machine it was sampled on (host name, cores, OpenBLAS core) in a comment.
-/// Saved by `--save-gemm-costs` and read by `--gemm-costs FILE`, so that runs on one
-/// machine charge GEMMs alike, whatever the host's load when each of them ran.
+/// The sampled costs of a run as a file: CSV, one sampled GEMM size per line, then
+/// (when the run modelled them, `--host-cpu ignored`) one element-wise kernel's rate
+/// per line, with the machine they were sampled on (host name, cores, OpenBLAS core)
+/// in a comment. Saved by `--save-gemm-costs` and read by `--gemm-costs FILE`, so that
+/// runs on one machine charge their kernels alike, whatever the host's load when each
+/// of them ran.
 enum GEMMCostTable {
     static let header = "n,trans_a,trans_b,lda,ldb,ldc,accumulates,m,k,seconds"
+    static let kernelHeader = "kernel,seconds_per_element"
     private static let machinePrefix = "# machine: "
 
     static var thisMachine: String { TuningKey.thisMachine(blasCore: OpenBLAS.coreName) }
 
+    /// What a table holds.
+    struct Contents {
+        var gemms: [GEMMCosts.Entry] = []
+        var kernels: [(kernel: String, secondsPerElement: Double)] = []
+
+        /// The process's tables.
+        static var host: Contents { Contents(gemms: GEMMCosts.host.entries, kernels: ElementwiseCosts.host.entries) }
+
+        /// Adds these costs to the process's tables.
+        func insertIntoHost() {
+            GEMMCosts.host.insert(gemms)
+            ElementwiseCosts.host.insert(kernels)
+        }
+    }
+
     /// The table's text, for the machine this runs on.
-    static func text(_ entries: [GEMMCosts.Entry]) -> String {
-        let lines = entries.map { entry in
+    static func text(_ contents: Contents) -> String {
+        let lines = contents.gemms.map { entry in
             let kind = entry.kind
             let fields: [String] = [
                 "\(kind.n)", kind.transA == .none ? "N" : "T", kind.transB == .none ? "N" : "T",
@@ -48,26 +66,38 @@ enum GEMMCostTable {
             ]
             return fields.joined(separator: ",")
         }
-        let comments = ["# comet GEMM costs: the least thread CPU seconds of \(GEMMCosts.runs) products per size",
+        let kernels = contents.kernels.isEmpty ? [] : [kernelHeader] + contents.kernels.map { "\($0.kernel),\($0.secondsPerElement)" }
+        let comments = ["# comet GEMM costs: the least thread CPU seconds of \(GEMMCosts.runs) products per size;"
+                            + " element-wise kernels: the least seconds per element of their first \(ElementwiseCosts.samples) calls",
                         machinePrefix + thisMachine]
-        return (comments + [header] + lines).joined(separator: "\n") + "\n"
+        return (comments + [header] + lines + kernels).joined(separator: "\n") + "\n"
     }
 
-    /// The entries of `text` (read from `path`); throws one line that says what is wrong.
-    static func entries(_ text: String, path: String) throws -> [GEMMCosts.Entry] {
+    /// The contents of `text` (read from `path`); throws one line that says what is
+    /// wrong. The machine it names must be this one when `checkMachine`.
+    static func contents(_ text: String, path: String, checkMachine: Bool = true) throws -> Contents {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
         guard let machine = lines.first(where: { $0.hasPrefix(machinePrefix) })?.dropFirst(machinePrefix.count),
               let headerAt = lines.firstIndex(of: header)
         else { throw InputError("\(path) is not a GEMM cost table (--save-gemm-costs writes them)") }
-        guard machine == thisMachine else {
+        guard !checkMachine || machine == thisMachine else {
             throw InputError("\(path) was sampled on \(machine), not on this machine (\(thisMachine)); sample it here")
         }
-        return try lines[(headerAt + 1)...].enumerated().map { offset, line in
-            guard let entry = entry(line) else {
-                throw InputError("\(path), line \(headerAt + offset + 2): not a GEMM cost: \(line)")
-            }
-            return entry
+        let kernelsAt = lines.firstIndex(of: kernelHeader) ?? lines.count
+        guard kernelsAt > headerAt else { throw InputError("\(path): its kernel rates come before its GEMM costs") }
+        func problem(_ offset: Int, _ what: String) -> InputError {
+            InputError("\(path), line \(offset + 1): not \(what): \(lines[offset])")
         }
+        var contents = Contents()
+        for offset in (headerAt + 1)..<kernelsAt {
+            guard let entry = entry(lines[offset]) else { throw problem(offset, "a GEMM cost") }
+            contents.gemms.append(entry)
+        }
+        for offset in (kernelsAt + 1)..<max(kernelsAt + 1, lines.count) {
+            guard let kernel = kernelRate(lines[offset]) else { throw problem(offset, "a kernel rate") }
+            contents.kernels.append(kernel)
+        }
+        return contents
     }
 
     private static func entry(_ line: String) -> GEMMCosts.Entry? {
@@ -83,29 +113,41 @@ enum GEMMCostTable {
         return GEMMCosts.Entry(kind: kind, m: numbers[4], k: numbers[5], seconds: seconds)
     }
 
-    /// The table at `path`, read by rank 0 and given to every rank. Collective.
-    static func load(_ path: String, world: Communicator) throws -> [GEMMCosts.Entry] {
-        var values: [Double] = []
+    private static func kernelRate(_ line: String) -> (kernel: String, secondsPerElement: Double)? {
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard fields.count == 2, !fields[0].isEmpty, let rate = Double(fields[1]), rate.isFinite, rate >= 0 else { return nil }
+        return (fields[0], rate)
+    }
+
+    /// The table at `path`, read and checked by rank 0 and given to every rank. Collective.
+    static func load(_ path: String, world: Communicator) throws -> Contents {
+        var bytes: [UInt8] = []
         try world.onRankZero {
             guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
                 throw InputError("cannot read the GEMM cost table \(path)")
             }
-            values = try entries(text, path: path).flatMap(encode)
+            _ = try contents(text, path: path)
+            bytes = Array(data)
         }
-        var count = [Int64(values.count)]
+        var count = [Int64(bytes.count)]
         try world.broadcast(&count, root: 0)
-        if world.rank != 0 { values = [Double](repeating: 0, count: Int(count[0])) }
-        try world.broadcast(&values, root: 0)
-        return decode(values)
+        if world.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(count[0])) }
+        try world.broadcast(&bytes, root: 0)
+        return try contents(String(decoding: bytes, as: UTF8.self), path: path, checkMachine: false)
     }
 
-    /// Writes every rank's table, the least figure of each size, to `path` on rank 0. Collective.
-    static func save(_ costs: GEMMCosts, to path: String, world: Communicator) throws {
-        let gathered = try world.gather(costs.entries.flatMap(encode), root: 0)
+    /// Writes every rank's tables, the least figure of each GEMM size and kernel, to
+    /// `path` on rank 0. Collective.
+    static func save(_ contents: Contents, to path: String, world: Communicator) throws {
+        let gathered = try world.gather(Array(text(contents).utf8), root: 0)
         try world.onRankZero {
-            let merged = GEMMCosts()
-            for values in gathered { merged.insert(decode(values)) }
-            try CometCore.save(Data(text(merged.entries).utf8), to: path)
+            let (gemms, kernels) = (GEMMCosts(), ElementwiseCosts())
+            for bytes in gathered {
+                let part = try Self.contents(String(decoding: bytes, as: UTF8.self), path: "rank's table", checkMachine: false)
+                gemms.insert(part.gemms)
+                kernels.insert(part.kernels)
+            }
+            try CometCore.save(Data(text(Contents(gemms: gemms.entries, kernels: kernels.entries)).utf8), to: path)
         }
     }
 
@@ -122,23 +164,5 @@ enum GEMMCostTable {
             return "the directory \(parent) does not exist"
         }
         return FileManager.default.isWritableFile(atPath: parent) ? nil : "the directory \(parent) cannot be written to"
-    }
-
-    private static func encode(_ entry: GEMMCosts.Entry) -> [Double] {
-        let kind = entry.kind
-        return [kind.n, kind.transA == .none ? 0 : 1, kind.transB == .none ? 0 : 1, kind.lda, kind.ldb, kind.ldc,
-                kind.accumulates ? 1 : 0, entry.m, entry.k].map(Double.init) + [entry.seconds]
-    }
-
-    /// The entries `encode` wrote one after another into `values`.
-    private static func decode(_ values: [Double]) -> [GEMMCosts.Entry] {
-        stride(from: 0, to: values.count, by: 10).map { decode(values[$0..<($0 + 10)]) }
-    }
-
-    private static func decode(_ values: ArraySlice<Double>) -> GEMMCosts.Entry {
-        let v = Array(values), int = { Int(v[$0]) }
-        let kind = GEMMCosts.Kind(n: int(0), transA: v[1] == 0 ? .none : .transposed, transB: v[2] == 0 ? .none : .transposed,
-                                  lda: int(3), ldb: int(4), ldc: int(5), accumulates: v[6] != 0)
-        return GEMMCosts.Entry(kind: kind, m: int(7), k: int(8), seconds: v[9])
     }
 }

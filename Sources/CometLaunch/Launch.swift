@@ -110,6 +110,10 @@ public struct RuntimeOptions: ParsableArguments {
                                valueName: "sampled|measured|FILE"))
     public var gemmCosts: GEMMCostChoice = .sampled
 
+    @Option(help: ArgumentHelp("What device time charges for the host's CPU outside modelled kernels: charged (the CPU time each thread uses, the emulated device being this CPU with a core per engine) or ignored (only GEMMs, element-wise kernels and the emulated link's transfers advance device time, at rates sampled on this host or read from --gemm-costs FILE: with a table on file, a run's timeline and comet's choices repeat exactly; needs an emulated link).",
+                               valueName: "charged|ignored"))
+    public var hostCpu: HostCPU = .charged
+
     @Option(help: ArgumentHelp("After the run, write the GEMM costs it sampled (and any it loaded) to this CSV file, for --gemm-costs FILE.",
                                valueName: "FILE"))
     public var saveGemmCosts: String?
@@ -121,26 +125,39 @@ public struct RuntimeOptions: ParsableArguments {
         if saveGemmCosts != nil, clock != .device || gemmCosts == .measured {
             throw ValidationError("--save-gemm-costs needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
         }
+        if hostCpu == .ignored, clock != .device || gemmCosts == .measured {
+            throw ValidationError("--host-cpu ignored needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
+        }
     }
 
     /// The rank's clock, made on its main thread. With device time and sampled GEMM
     /// costs (or a table), every GEMM of the process is charged from
-    /// `GEMMCosts.host` from now on. Collective.
+    /// `GEMMCosts.host` from now on; when the host's CPU is ignored, every element-wise
+    /// kernel from `ElementwiseCosts.host` too. Collective.
     public func makeClock(world: Communicator) throws -> any Clock {
         if let path = saveGemmCosts, let problem = GEMMCostTable.writeProblem(path) {
             throw InputError("--save-gemm-costs \(path): \(problem)")
         }
-        if clock == .device {
-            if case .table(let path) = gemmCosts { GEMMCosts.host.insert(try GEMMCostTable.load(path, world: world)) }
-            if gemmCosts != .measured { GEMMCosts.startSampling() }
-        }
-        return clock.make(timeout: waitTimeout)
+        guard clock == .device else { return WallClock() }
+        if case .table(let path) = gemmCosts { try GEMMCostTable.load(path, world: world).insertIntoHost() }
+        if gemmCosts != .measured { GEMMCosts.startSampling() }
+        if hostCpu == .ignored { ElementwiseCosts.startModelling() }
+        return DeviceClock(timeout: waitTimeout, hostCPU: hostCpu)
     }
 
-    /// Writes the GEMM cost table if the run was asked to. Collective.
+    /// Throws the line for `--host-cpu ignored` on the native link (`link` names it),
+    /// where a transfer is MPI's copy, which only the host's CPU time charges. Every
+    /// rank throws it.
+    public func requireEmulatedLink(native: Bool, link: String = "--link native") throws {
+        if hostCpu == .ignored, native {
+            throw InputError("--host-cpu ignored needs an emulated link, not \(link): there a transfer is MPI's copy, which only the host's CPU time charges")
+        }
+    }
+
+    /// Writes the cost tables if the run was asked to. Collective.
     public func saveGEMMCostsIfAsked(world: Communicator) throws {
         guard let path = saveGemmCosts else { return }
-        try GEMMCostTable.save(GEMMCosts.host, to: path, world: world)
+        try GEMMCostTable.save(.host, to: path, world: world)
     }
 }
 
@@ -160,6 +177,8 @@ public struct LayoutOptions: ParsableArguments {
     }
 }
 
+extension HostCPU: ExpressibleByArgument {}
+
 /// Which clock a run reads (`--clock`).
 public enum ClockChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
     /// The emulated device's time (`DeviceClock`).
@@ -167,9 +186,4 @@ public enum ClockChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
     /// This host's wall time (`WallClock`): for a host with a core for every engine.
     case wall
 
-    /// The clock, made on the rank's main thread; a device clock's engines may wait
-    /// `timeout` seconds for their turn.
-    public func make(timeout: Double) -> any Clock {
-        self == .device ? DeviceClock(timeout: timeout) : WallClock()
-    }
 }

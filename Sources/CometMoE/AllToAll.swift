@@ -41,16 +41,19 @@ enum AllToAll {
     /// Copies rows between the wire's source-major order and the expert-major buffer.
     private static func reorder(_ plan: RoutingPlan, wire: MatrixView, buffer: MatrixView, toBuffer: Bool) {
         let n = wire.columns
-        var at = 0
-        for source in 0..<plan.ranks {
-            for expert in 0..<plan.expertsPerRank {
-                let segment = plan.receiveSegment(source: source, expert: expert)
-                for offset in 0..<segment.count {
-                    let wireRow = wire.base + (at + offset) * wire.rowStride
-                    let bufferRow = buffer.base + (segment.lowerBound + offset) * buffer.rowStride
-                    if toBuffer { bufferRow.update(from: wireRow, count: n) } else { wireRow.update(from: bufferRow, count: n) }
+        let rows = (0..<plan.ranks).reduce(0) { $0 + plan.receiveCount(source: $1) }
+        elementwise("reorder rows", elements: rows * n) {
+            var at = 0
+            for source in 0..<plan.ranks {
+                for expert in 0..<plan.expertsPerRank {
+                    let segment = plan.receiveSegment(source: source, expert: expert)
+                    for offset in 0..<segment.count {
+                        let wireRow = wire.base + (at + offset) * wire.rowStride
+                        let bufferRow = buffer.base + (segment.lowerBound + offset) * buffer.rowStride
+                        if toBuffer { bufferRow.update(from: wireRow, count: n) } else { wireRow.update(from: bufferRow, count: n) }
+                    }
+                    at += segment.count
                 }
-                at += segment.count
             }
         }
     }

@@ -8,8 +8,10 @@ public enum HomeRows {
     /// rows[r] = x[token of r] for send-order rows `rows`. x [T, N], out [T k, N].
     public static func pack(_ x: MatrixView, _ plan: RoutingPlan, rows: Range<Int>, into out: MatrixView) {
         let n = x.columns
-        for row in rows {
-            (out.base + row * out.rowStride).update(from: x.base + plan.sendToken[row] * x.rowStride, count: n)
+        elementwise("pack rows", elements: rows.count * n) {
+            for row in rows {
+                (out.base + row * out.rowStride).update(from: x.base + plan.sendToken[row] * x.rowStride, count: n)
+            }
         }
     }
 
@@ -18,12 +20,14 @@ public enum HomeRows {
         _ dy: MatrixView, _ plan: RoutingPlan, weights: [Float], into out: MatrixView
     ) {
         let (n, k) = (dy.columns, plan.topK)
-        for token in 0..<plan.tokens {
-            let source = dy.base + token * dy.rowStride
-            for choice in 0..<k {
-                let weight = weights[token * k + choice]
-                let target = out.base + plan.sendRow[token * k + choice] * out.rowStride
-                for j in 0..<n { target[j] = weight * source[j] }
+        elementwise("pack scaled rows", elements: plan.tokens * k * n) {
+            for token in 0..<plan.tokens {
+                let source = dy.base + token * dy.rowStride
+                for choice in 0..<k {
+                    let weight = weights[token * k + choice]
+                    let target = out.base + plan.sendRow[token * k + choice] * out.rowStride
+                    for j in 0..<n { target[j] = weight * source[j] }
+                }
             }
         }
     }
@@ -36,14 +40,16 @@ public enum HomeRows {
         _ returned: MatrixView, _ plan: RoutingPlan, weights: [Float]?, columns: Range<Int>, into y: MatrixView
     ) {
         let (k, region) = (plan.topK, returned.rows / plan.tensorParallel)
-        for token in 0..<plan.tokens {
-            let target = y.base + token * y.rowStride
-            for j in columns { target[j] = 0 }
-            for choice in 0..<k {
-                let weight = weights?[token * k + choice] ?? 1
-                for slot in 0..<plan.tensorParallel {
-                    let source = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
-                    for j in columns { target[j] += weight * source[j] }
+        elementwise("top-k reduce", elements: plan.tokens * k * plan.tensorParallel * columns.count) {
+            for token in 0..<plan.tokens {
+                let target = y.base + token * y.rowStride
+                for j in columns { target[j] = 0 }
+                for choice in 0..<k {
+                    let weight = weights?[token * k + choice] ?? 1
+                    for slot in 0..<plan.tensorParallel {
+                        let source = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
+                        for j in columns { target[j] += weight * source[j] }
+                    }
                 }
             }
         }
@@ -53,15 +59,17 @@ public enum HomeRows {
     public static func weightGradients(_ dy: MatrixView, _ returned: MatrixView, _ plan: RoutingPlan) -> [Float] {
         let (n, k, region) = (dy.columns, plan.topK, returned.rows / plan.tensorParallel)
         var gradients = [Float](repeating: 0, count: plan.tokens * k)
-        for token in 0..<plan.tokens {
-            let d = dy.base + token * dy.rowStride
-            for choice in 0..<k {
-                var dot: Float = 0
-                for slot in 0..<plan.tensorParallel {
-                    let r = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
-                    for j in 0..<n { dot += d[j] * r[j] }
+        elementwise("weight gradients", elements: plan.tokens * k * plan.tensorParallel * n) {
+            for token in 0..<plan.tokens {
+                let d = dy.base + token * dy.rowStride
+                for choice in 0..<k {
+                    var dot: Float = 0
+                    for slot in 0..<plan.tensorParallel {
+                        let r = returned.base + (slot * region + plan.sendRow[token * k + choice]) * returned.rowStride
+                        for j in 0..<n { dot += d[j] * r[j] }
+                    }
+                    gradients[token * k + choice] = dot
                 }
-                gradients[token * k + choice] = dot
             }
         }
         return gradients

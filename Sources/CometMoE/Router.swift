@@ -76,35 +76,37 @@ public final class Router: @unchecked Sendable {
         var weights = [Float](repeating: 0, count: t * k)
         var load = [Int](repeating: 0, count: e)
         var meanProbability = [Double](repeating: 0, count: e)
-        for token in 0..<t {
-            let row = p.base + token * e
-            var largest = -Float.infinity
-            for j in 0..<e {
-                row[j] += bias[j]
-                largest = max(largest, row[j])
-            }
-            var sum: Float = 0
-            for j in 0..<e {
-                row[j] = exp(row[j] - largest)
-                sum += row[j]
-            }
-            for j in 0..<e {
-                row[j] /= sum
-                meanProbability[j] += Double(row[j])
-            }
-            // Top-k by selection: k is small.
-            var chosenSum: Float = 0
-            for slot in 0..<k {
-                var best = -1
-                for j in 0..<e where !choices[(token * k)..<(token * k + slot)].contains(j) {
-                    if best < 0 || row[j] > row[best] { best = j }
+        elementwise("router softmax and top-k", elements: t * e) {
+            for token in 0..<t {
+                let row = p.base + token * e
+                var largest = -Float.infinity
+                for j in 0..<e {
+                    row[j] += bias[j]
+                    largest = max(largest, row[j])
                 }
-                choices[token * k + slot] = best
-                weights[token * k + slot] = row[best]
-                chosenSum += row[best]
-                load[best] += 1
+                var sum: Float = 0
+                for j in 0..<e {
+                    row[j] = exp(row[j] - largest)
+                    sum += row[j]
+                }
+                for j in 0..<e {
+                    row[j] /= sum
+                    meanProbability[j] += Double(row[j])
+                }
+                // Top-k by selection: k is small.
+                var chosenSum: Float = 0
+                for slot in 0..<k {
+                    var best = -1
+                    for j in 0..<e where !choices[(token * k)..<(token * k + slot)].contains(j) {
+                        if best < 0 || row[j] > row[best] { best = j }
+                    }
+                    choices[token * k + slot] = best
+                    weights[token * k + slot] = row[best]
+                    chosenSum += row[best]
+                    load[best] += 1
+                }
+                for slot in 0..<k { weights[token * k + slot] /= chosenSum }
             }
-            for slot in 0..<k { weights[token * k + slot] /= chosenSum }
         }
         var aux: Double = 0
         if t > 0 {
@@ -129,21 +131,23 @@ public final class Router: @unchecked Sendable {
         let auxScale = auxLossGradient * Float(e) / Float(t)
         let auxGradient = routing.expertLoad.map { auxScale * Float($0) / Float(t * k) }
         var dp = [Float](repeating: 0, count: e)
-        for token in 0..<t {
-            for j in 0..<e { dp[j] = auxGradient[j] }
-            // Through the renormalisation w_i = p_i / S.
-            var chosenSum: Float = 0, weighted: Float = 0
-            for slot in 0..<k {
-                chosenSum += p[token, routing.choices[token * k + slot]]
-                weighted += weightGradients[token * k + slot] * routing.weights[token * k + slot]
+        elementwise("router backward", elements: t * e) {
+            for token in 0..<t {
+                for j in 0..<e { dp[j] = auxGradient[j] }
+                // Through the renormalisation w_i = p_i / S.
+                var chosenSum: Float = 0, weighted: Float = 0
+                for slot in 0..<k {
+                    chosenSum += p[token, routing.choices[token * k + slot]]
+                    weighted += weightGradients[token * k + slot] * routing.weights[token * k + slot]
+                }
+                for slot in 0..<k {
+                    dp[routing.choices[token * k + slot]] += (weightGradients[token * k + slot] - weighted) / chosenSum
+                }
+                // Through the softmax.
+                var dot: Float = 0
+                for j in 0..<e { dot += p[token, j] * dp[j] }
+                for j in 0..<e { dLogits[token, j] = p[token, j] * (dp[j] - dot) }
             }
-            for slot in 0..<k {
-                dp[routing.choices[token * k + slot]] += (weightGradients[token * k + slot] - weighted) / chosenSum
-            }
-            // Through the softmax.
-            var dot: Float = 0
-            for j in 0..<e { dot += p[token, j] * dp[j] }
-            for j in 0..<e { dLogits[token, j] = p[token, j] * (dp[j] - dot) }
         }
         gemm(x, dLogits, into: gateGradient, transA: .transposed, beta: 1)
         gemm(dLogits, gate, into: dx, transB: .transposed, beta: 1)

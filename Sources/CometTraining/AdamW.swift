@@ -56,11 +56,13 @@ public final class AdamW: @unchecked Sendable {
         let (b1, b2) = (config.beta1, config.beta2)
         let correction1 = 1 - pow(b1, Float(step)), correction2 = 1 - pow(b2, Float(step))
         let (m, v, w, g) = (firstMoment, secondMoment, parameters.values, parameters.gradients)
-        for entry in parameters.entries {
-            let decay = entry.decays ? learningRate * config.weightDecay : 0
-            comet_adamw_update(w.baseAddress! + entry.offset, m.baseAddress! + entry.offset, v.baseAddress! + entry.offset,
-                               g.baseAddress! + entry.offset, entry.count, gradientScale, b1, b2, correction1, correction2,
-                               learningRate, config.epsilon, decay)
+        elementwise("adamw update", elements: parameters.count) {
+            for entry in parameters.entries {
+                let decay = entry.decays ? learningRate * config.weightDecay : 0
+                comet_adamw_update(w.baseAddress! + entry.offset, m.baseAddress! + entry.offset, v.baseAddress! + entry.offset,
+                                   g.baseAddress! + entry.offset, entry.count, gradientScale, b1, b2, correction1, correction2,
+                                   learningRate, config.epsilon, decay)
+            }
         }
     }
 

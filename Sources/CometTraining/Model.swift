@@ -194,8 +194,10 @@ public final class MoETransformer {
         try groups.world.allReduce(replicated, .sum)
         let sharded = UnsafeMutableBufferPointer(rebasing: parameters.gradients[replicatedCount..<parameters.count])
         if groups.data.size > 1 { try groups.data.allReduce(sharded, .sum) }
-        let replicatedSquares = replicated.reduce(0.0) { $0 + Double($1) * Double($1) }
-        let shardedSquares = try groups.moe.allReduce(sharded.reduce(0.0) { $0 + Double($1) * Double($1) }, .sum)
+        let squares = elementwise("gradient norm", elements: parameters.count) {
+            (replicated.reduce(0.0) { $0 + Double($1) * Double($1) }, sharded.reduce(0.0) { $0 + Double($1) * Double($1) })
+        }
+        let (replicatedSquares, shardedSquares) = (squares.0, try groups.moe.allReduce(squares.1, .sum))
         return (replicatedSquares + shardedSquares).squareRoot()
     }
 }
@@ -203,9 +205,11 @@ public final class MoETransformer {
 /// y += x, element-wise; both [N, C].
 func add(_ x: MatrixView, into y: MatrixView) {
     precondition(x.rows == y.rows && x.columns == y.columns, "add needs equal shapes")
-    for row in 0..<x.rows {
-        let (source, target) = (x.base + row * x.rowStride, y.base + row * y.rowStride)
-        for j in 0..<x.columns { target[j] += source[j] }
+    elementwise("add", elements: x.rows * x.columns) {
+        for row in 0..<x.rows {
+            let (source, target) = (x.base + row * x.rowStride, y.base + row * y.rowStride)
+            for j in 0..<x.columns { target[j] += source[j] }
+        }
     }
 }
 

@@ -80,6 +80,7 @@ struct E2EBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
+        try runtime.requireEmulatedLink(native: link == .native)
         let world = context.world, device = context.device
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         var base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()

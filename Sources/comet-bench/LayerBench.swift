@@ -32,6 +32,7 @@ struct LayerBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
+        try runtime.requireEmulatedLink(native: options.setup.link == .native)
         let world = context.world, config = options.setup.moe.config, device = context.device
         guard let layouts else {
             let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,

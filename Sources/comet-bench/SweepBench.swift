@@ -61,6 +61,7 @@ struct SweepBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
+        try runtime.requireEmulatedLink(native: options.setup.link == .native)
         let world = context.world, device = context.device
         var rows: [Row] = []
         if world.rank == 0 { print(device.clock.reportLine) }

@@ -29,6 +29,7 @@ struct TuneBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
+        try runtime.requireEmulatedLink(native: setup.link == .native)
         let world = context.world, config = setup.moe.config, device = context.device
         try setup.flags.options(chunks: 1).validate()
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()

@@ -40,6 +40,23 @@ final class DeviceClockTests: XCTestCase {
         XCTAssertEqual(timed.end - timed.start, 0.5, accuracy: 0.003)
     }
 
+    /// With the host's CPU ignored only modelled work moves the clock: CPU outside it
+    /// costs nothing, so the clock is the sum of the modelled seconds exactly.
+    func testIgnoredHostCPUChargesModelledWorkAlone() {
+        let clock = DeviceClock(timeout: 60, hostCPU: .ignored)
+        let start = clock.now()
+        burn(0.02)
+        XCTAssertEqual(clock.now(), start, "CPU outside modelled work costs no device time")
+        let timed = clock.work {
+            burn(0.01)
+            let before = threadCPUSeconds()
+            burn(0.01)
+            comet_charge_modelled(threadCPUSeconds() - before, 0.25)
+        }
+        XCTAssertEqual(timed.start, start)
+        XCTAssertEqual(timed.end, start + 0.25)
+    }
+
     /// A waiting engine's clock becomes the stamp of the event it waited for, and the
     /// thread that joins the workers takes the latest worker's time.
     func testWaitingEngineTakesTheEventsStamp() throws {
@@ -108,7 +125,7 @@ final class DeviceClockTests: XCTestCase {
                 log.withLock { $0.append("0 read now") }
                 clock.wait(until: origin + 2)
                 burn(0.02)
-                clock.work { log.withLock { $0.append("0 working") } }
+                _ = clock.work { log.withLock { $0.append("0 working") } }
                 log.withLock { $0.append("0 worked") }
             } else {
                 clock.wait(until: origin + 1.01)

@@ -1,0 +1,87 @@
+import CometShim
+import Synchronization
+
+/// What an element-wise kernel (an activation, a row copy, the top-k reduce, a norm,
+/// a softmax, the optimizer's update) costs in device time when the host's CPU is
+/// ignored (`--host-cpu ignored`): SimGrid SMPI's local sampling, where a burst is
+/// timed for its first few runs and every later run is charged the same.
+///
+/// A kernel is charged its element count times a rate in seconds per element: the
+/// least rate of its first `samples` calls in this process (each timed in thread CPU
+/// seconds), or the rate a table on file gave (`--gemm-costs FILE`). Once a kernel's
+/// rate is settled its charges depend on its element counts alone, so with a table
+/// on file the device timeline repeats exactly, whatever the host's load.
+///
+/// When the host's CPU is charged (the default), element-wise kernels are simply
+/// part of it and `elementwise` only runs its body.
+public final class ElementwiseCosts: Sendable {
+    /// Calls of a kernel timed before its rate is settled.
+    public static let samples = 5
+
+    /// The rates the process's element-wise kernels are charged at, when modelled.
+    public static let host = ElementwiseCosts()
+
+    /// Whether `elementwise` charges kernels by their rates (set once at launch).
+    public static var isModelling: Bool { modelling.load(ordering: .relaxed) }
+
+    /// Charges every later `elementwise` kernel of this process from `host`: for
+    /// device time that ignores the host's CPU, set by the launcher before any work.
+    public static func startModelling() { modelling.store(true, ordering: .relaxed) }
+
+    private static let modelling = Atomic<Bool>(false)
+
+    private struct Rate {
+        var samples: Int
+        var secondsPerElement: Double
+    }
+
+    /// Per kernel name: its rate so far and the calls that set it.
+    private let rates = Mutex<[String: Rate]>([:])
+
+    public init() {}
+
+    /// Every kernel's rate so far (seconds per element), in name order.
+    public var entries: [(kernel: String, secondsPerElement: Double)] {
+        rates.withLock { rates in rates.map { ($0.key, $0.value.secondsPerElement) } }.sorted { $0.kernel < $1.kernel }
+    }
+
+    /// Settles the rates of `kernels` (from a table on file), keeping the least where
+    /// a rate is settled already.
+    public func insert(_ kernels: [(kernel: String, secondsPerElement: Double)]) {
+        rates.withLock { rates in
+            for (kernel, rate) in kernels {
+                let known = rates[kernel].map { $0.samples >= Self.samples ? $0.secondsPerElement : .infinity } ?? .infinity
+                rates[kernel] = Rate(samples: Self.samples, secondsPerElement: min(known, rate))
+            }
+        }
+    }
+
+    /// Seconds that `elements` elements of `kernel` cost, after a call that took
+    /// `measured` CPU seconds (a sample until the rate is settled).
+    public func seconds(_ kernel: String, elements: Int, measured: Double) -> Double {
+        let rate = rates.withLock { rates in
+            var rate = rates[kernel] ?? Rate(samples: 0, secondsPerElement: .infinity)
+            if rate.samples < Self.samples {
+                rate.samples += 1
+                rate.secondsPerElement = min(rate.secondsPerElement, measured / Double(elements))
+                rates[kernel] = rate
+            }
+            return rate.secondsPerElement
+        }
+        return rate * Double(elements)
+    }
+}
+
+/// Runs `body`, the element-wise kernel `kernel` over `elements` elements, and when
+/// element-wise costs are modelled charges it from `ElementwiseCosts.host` in place
+/// of its CPU time. `body` must not contain a GEMM or another `elementwise` call,
+/// which charge themselves.
+@inline(__always)
+public func elementwise<T>(_ kernel: String, elements: Int, _ body: () throws -> T) rethrows -> T {
+    guard ElementwiseCosts.isModelling, elements > 0 else { return try body() }
+    let start = threadCPUTime()
+    let value = try body()
+    let cpu = threadCPUTime() - start
+    comet_charge_modelled(cpu, ElementwiseCosts.host.seconds(kernel, elements: elements, measured: cpu))
+    return value
+}
