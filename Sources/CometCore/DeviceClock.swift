@@ -50,11 +50,13 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     private let turns: [ThreadFlag]
     /// Host seconds an engine may wait for its turn before the job aborts.
     private let timeout: Double
+    /// What the clock charges for the host's CPU outside modelled kernels.
+    public let hostCPU: HostCPU
 
     /// A clock for the calling thread (engine 0) and its workers, starting at 0, that
     /// charges the host's CPU as `hostCPU` says.
     public init(timeout: Double, hostCPU: HostCPU = .charged) {
-        self.timeout = timeout
+        (self.timeout, self.hostCPU) = (timeout, hostCPU)
         turns = (0..<Self.maxEngines).map { _ in ThreadFlag() }
         comet_set_engine(0)
         _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())

@@ -20,10 +20,15 @@ public struct RankContext: Sendable {
 /// A command that runs on every rank of an MPI job.
 public protocol RankCommand: ParsableCommand {
     var runtime: RuntimeOptions { get }
+    /// Whether the command's rows move on an emulated link (a `LinkModel` other than
+    /// native), which books every transfer in device time.
+    var linkIsEmulated: Bool { get }
     func run(on context: RankContext) throws
 }
 
 extension RankCommand {
+    public var linkIsEmulated: Bool { false }
+
     public func run() throws {
         throw InputError("\(Self._commandName) runs through Launch.main")
     }
@@ -49,7 +54,7 @@ public enum Launch {
         do {
             let command = try Root.parseAsRoot()
             if let command = command as? any RankCommand {
-                let device = Device(clock: try command.runtime.makeClock(world: world))
+                let device = Device(clock: try command.runtime.makeClock(world: world, linkIsEmulated: command.linkIsEmulated))
                 let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),
                                           blas: blas, device: device)
                 try run(command, on: context)
@@ -110,9 +115,9 @@ public struct RuntimeOptions: ParsableArguments {
                                valueName: "sampled|measured|FILE"))
     public var gemmCosts: GEMMCostChoice = .sampled
 
-    @Option(help: ArgumentHelp("What device time charges for the host's CPU outside modelled kernels: charged (the CPU time each thread uses, the emulated device being this CPU with a core per engine) or ignored (only GEMMs, element-wise kernels and the emulated link's transfers advance device time, at rates sampled on this host or read from --gemm-costs FILE: with a table on file, a run's timeline and comet's choices repeat exactly; needs an emulated link).",
-                               valueName: "charged|ignored"))
-    public var hostCpu: HostCPU = .charged
+    @Option(help: ArgumentHelp("What device time charges for the host's CPU outside modelled kernels: charged (the CPU time each thread uses, the emulated device being this CPU with a core per engine), ignored (only GEMMs, element-wise kernels and the emulated link's transfers advance device time, at rates sampled on this host or read from --gemm-costs FILE: with a table on file, a run's timeline and comet's choices repeat exactly; needs an emulated link), or auto (ignored on an emulated link with sampled costs, else charged).",
+                               valueName: "auto|charged|ignored"))
+    public var hostCpu: HostCPUChoice = .auto
 
     @Option(help: ArgumentHelp("After the run, write the GEMM costs it sampled (and any it loaded) to this CSV file, for --gemm-costs FILE.",
                                valueName: "FILE"))
@@ -130,28 +135,25 @@ public struct RuntimeOptions: ParsableArguments {
         }
     }
 
-    /// The rank's clock, made on its main thread. With device time and sampled GEMM
-    /// costs (or a table), every GEMM of the process is charged from
-    /// `GEMMCosts.host` from now on; when the host's CPU is ignored, every element-wise
-    /// kernel from `ElementwiseCosts.host` too. Collective.
-    public func makeClock(world: Communicator) throws -> any Clock {
+    /// The rank's clock, made on its main thread, for a command whose rows move on an
+    /// emulated link or not. With device time and sampled GEMM costs (or a table),
+    /// every GEMM of the process is charged from `GEMMCosts.host` from now on; when the
+    /// host's CPU is ignored, every element-wise kernel from `ElementwiseCosts.host` too.
+    /// Collective.
+    public func makeClock(world: Communicator, linkIsEmulated: Bool) throws -> any Clock {
         if let path = saveGemmCosts, let problem = GEMMCostTable.writeProblem(path) {
             throw InputError("--save-gemm-costs \(path): \(problem)")
+        }
+        if hostCpu == .ignored, !linkIsEmulated {
+            throw InputError("--host-cpu ignored needs an emulated link, and this run's rows move on the native link, "
+                + "where a transfer is MPI's copy, which only the host's CPU time charges")
         }
         guard clock == .device else { return WallClock() }
         if case .table(let path) = gemmCosts { try GEMMCostTable.load(path, world: world).insertIntoHost() }
         if gemmCosts != .measured { GEMMCosts.startSampling() }
-        if hostCpu == .ignored { ElementwiseCosts.startModelling() }
-        return DeviceClock(timeout: waitTimeout, hostCPU: hostCpu)
-    }
-
-    /// Throws the line for `--host-cpu ignored` on the native link (`link` names it),
-    /// where a transfer is MPI's copy, which only the host's CPU time charges. Every
-    /// rank throws it.
-    public func requireEmulatedLink(native: Bool, link: String = "--link native") throws {
-        if hostCpu == .ignored, native {
-            throw InputError("--host-cpu ignored needs an emulated link, not \(link): there a transfer is MPI's copy, which only the host's CPU time charges")
-        }
+        let ignored = hostCpu == .ignored || (hostCpu == .auto && linkIsEmulated && gemmCosts != .measured)
+        if ignored { ElementwiseCosts.startModelling() }
+        return DeviceClock(timeout: waitTimeout, hostCPU: ignored ? .ignored : .charged)
     }
 
     /// Writes the cost tables if the run was asked to. Collective.
@@ -177,7 +179,14 @@ public struct LayoutOptions: ParsableArguments {
     }
 }
 
-extension HostCPU: ExpressibleByArgument {}
+/// What device time charges for the host's CPU (`--host-cpu`; see `HostCPU`).
+public enum HostCPUChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// Ignored where the rows move on an emulated link and GEMM costs are sampled
+    /// (the benches' default), charged elsewhere (comet-train, the native link).
+    case auto
+    case charged
+    case ignored
+}
 
 /// Which clock a run reads (`--clock`).
 public enum ClockChoice: String, ExpressibleByArgument, CaseIterable, Sendable {

@@ -38,6 +38,8 @@ struct E2EBench: RankCommand {
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    var linkIsEmulated: Bool { link != .native }
+
     struct Row: Encodable {
         let schedule: String
         let step_ms: Double
@@ -80,7 +82,6 @@ struct E2EBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        try runtime.requireEmulatedLink(native: link == .native)
         let world = context.world, device = context.device
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         var base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()

@@ -25,6 +25,8 @@ struct LayerBench: RankCommand {
     @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var runtime: RuntimeOptions
 
+    var linkIsEmulated: Bool { options.setup.link != .native }
+
     func validate() throws {
         if layouts != nil, trace != nil || gantt != nil {
             throw ValidationError("--trace and --gantt show one layout: choose it with --tp instead of --layouts")
@@ -32,7 +34,6 @@ struct LayerBench: RankCommand {
     }
 
     func run(on context: RankContext) throws {
-        try runtime.requireEmulatedLink(native: options.setup.link == .native)
         let world = context.world, config = options.setup.moe.config, device = context.device
         guard let layouts else {
             let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,

@@ -28,8 +28,9 @@ struct TuneBench: RankCommand {
     var table = "tuning.json"
     @OptionGroup var runtime: RuntimeOptions
 
+    var linkIsEmulated: Bool { setup.link != .native }
+
     func run(on context: RankContext) throws {
-        try runtime.requireEmulatedLink(native: setup.link == .native)
         let world = context.world, config = setup.moe.config, device = context.device
         try setup.flags.options(chunks: 1).validate()
         var tuned = try world.rank == 0 ? TuningTable.load(table) : TuningTable()

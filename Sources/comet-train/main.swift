@@ -50,8 +50,6 @@ struct CometTrain: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func run(on context: RankContext) throws {
-        // comet-train moves its MoE rows on the native link.
-        try runtime.requireEmulatedLink(native: true, link: "comet-train's native link (comet-bench e2e trains on emulated ones)")
         let world = context.world
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         if selfCheck { return try runSelfCheck(context, groups) }

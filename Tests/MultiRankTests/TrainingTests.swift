@@ -183,7 +183,7 @@ final class TrainingTests: XCTestCase {
         try expectFailure(["--gemm-costs", costs.path], "not a GEMM cost: 512,N,X,512,512,512,0,64,512,0.001")
         try (saved + "kernel,seconds_per_element\ngelu forward,fast\n").write(to: costs, atomically: true, encoding: .utf8)
         try expectFailure(["--gemm-costs", costs.path], "not a kernel rate: gelu forward,fast")
-        try expectFailure(["--host-cpu", "ignored"], "--host-cpu ignored needs an emulated link, not comet-train's native link")
+        try expectFailure(["--host-cpu", "ignored"], "--host-cpu ignored needs an emulated link, and this run's rows move on the native link")
 
         // Checkpoints: corrupt, truncated, and from a model of another shape.
         let run = directory.appendingPathComponent("run")
