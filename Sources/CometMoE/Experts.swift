@@ -187,12 +187,16 @@ public final class ExpertBuffers: @unchecked Sendable {
 
     /// Makes room for `rows` rows; contents are kept only when no growth is needed.
     /// Growth at least doubles: routing drifts while a model trains, and every new
-    /// allocation costs page faults on first touch.
+    /// allocation costs page faults on first touch. That cost is the host's, not the
+    /// emulated device's (a GPU framework's caching allocator hands back memory it
+    /// already holds), so device time does not charge it: under load the zeroing and
+    /// page faults of one growth took up to 51 ms of CPU, which the rank's peers then
+    /// waited for in their next exchange.
     public func reserve(rows: Int) {
         guard rows > capacity else { return }
         capacity = max(rows, capacity * 2)
         let widths = [modelWidth, upWidth, hiddenWidth, modelWidth, modelWidth, hiddenWidth, upWidth, modelWidth]
-        storage = widths.map { Matrix(rows: capacity, columns: $0) }
+        chargeAsWaiting { storage = widths.map { Matrix(rows: capacity, columns: $0) } }
         (x, a, h, y) = (storage[0].view, storage[1].view, storage[2].view, storage[3].view)
         (dy, dh, da, dx) = (storage[4].view, storage[5].view, storage[6].view, storage[7].view)
     }
