@@ -23,6 +23,9 @@ public final class Trainer {
     /// This rank's activities during the last step: dense layers, then every block's
     /// MoE forward and backward, under phase names "SCHEDULE dense|forward|backward".
     public private(set) var lastStepActivities: [(phase: String, activity: Activity)] = []
+    /// This rank's activities in each MoE layer call of the last step: every block's
+    /// forward, then every block's backward.
+    public private(set) var lastStepMoECalls: [[Activity]] = []
 
     /// What one step measured, over the whole job. Times are on the run's clock
     /// (`clock`: the device's, or the host's wall clock), except `wall_ms` and `cpu_ms`.
@@ -172,10 +175,13 @@ public final class Trainer {
         let loss = try model.forward(tokens)
         let forwardTimes = moeTimes()
         let name = config.schedule.rawValue
-        var activities = model.moe.flatMap { layer in layer.timeline.all.map { (phase: "\(name) forward", activity: $0) } }
+        let forwardCalls = model.moe.map(\.timeline.all)
+        var activities = forwardCalls.flatMap { call in call.map { (phase: "\(name) forward", activity: $0) } }
         try model.backward()
         let backwardTimes = moeTimes()
-        activities += model.moe.flatMap { layer in layer.timeline.all.map { (phase: "\(name) backward", activity: $0) } }
+        let backwardCalls = model.moe.map(\.timeline.all)
+        activities += backwardCalls.flatMap { call in call.map { (phase: "\(name) backward", activity: $0) } }
+        lastStepMoECalls = forwardCalls + backwardCalls
         lastStepActivities = model.timeline.all.map { (phase: "\(name) dense", activity: $0) } + activities
         let norm = try model.syncGradients()
         let lr = config.optimizer.learningRate(step: step, totalSteps: config.steps)

@@ -68,6 +68,14 @@ struct E2EBench: RankCommand {
         let sync_ms: Double
         /// The nodes' cores (nil on device time: no host-core term).
         let cores: Int?
+        /// The bound from the busiest rank's work in each MoE call: the median over
+        /// sequential's steps of its step less, in every MoE call, the call's time
+        /// beyond the most expert-GEMM and own-row work (packing, reductions) any rank
+        /// did in it. Every transfer, the routing-plan exchange and every wait are
+        /// hidden; the wait for the call's busiest rank is not, since routing puts that
+        /// rank's GEMMs on every schedule's path. Nil without sequential's calls.
+        let work_step_ms: Double?
+        let work_speedup: Double?
     }
 
     struct JSON: Encodable {
@@ -99,14 +107,21 @@ struct E2EBench: RankCommand {
         let cores = device.clock.isPerRank ? nil : try world.coreCount()
         let trainers = try schedule.map { try trainer($0, link: model) }
         let syncMS = (trainers.first?.model.syncGradientsCost ?? 0) * 1e3
-        let samples = try interleavedRounds(trainers.count, warmup: warmup, rounds: iterations) { index in
+        let sequentialIndex = schedule.firstIndex(of: .sequential)
+        let rounds = try interleavedRounds(trainers.count, warmup: warmup, rounds: iterations) { index in
             try world.barrier()
-            return try trainers[index].step()
+            let report = try trainers[index].step()
+            return (report, slack: index == sequentialIndex ? try moeSlack(trainers[index], world: world) : nil)
+        }
+        let samples = rounds.map { $0.map(\.0) }
+        let workSteps = sequentialIndex.map { index in
+            rounds[index].compactMap { sample in sample.slack.map { Double(base.globalBatch * base.sequenceLength) / sample.0.tokens_per_s - $0 } }
         }
         try ChromeTrace.export(trainers.flatMap(\.lastStepActivities), world: world, clock: device.clock, trace: trace, gantt: gantt,
                                title: "One training step per schedule, \(world.size) ranks, link \(model.name)")
         guard world.rank == 0 else { return }
-        let (rows, bound) = summarize(samples, base, linkMS: linkMS, syncMS: syncMS, cores: cores, ranks: world.size)
+        let (rows, bound) = summarize(samples, base, linkMS: linkMS, syncMS: syncMS, cores: cores, ranks: world.size,
+                                      workStepSeconds: workSteps.map(median))
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print(device.clock.reportLine)
@@ -123,7 +138,8 @@ struct E2EBench: RankCommand {
     /// Each schedule's medians, and the bound any schedule has with sequential's work;
     /// `cores` nil on device time (CPU use is then per engine, one per rank of `ranks`).
     private func summarize(
-        _ samples: [[Trainer.StepReport]], _ base: TrainConfig, linkMS: Double, syncMS: Double, cores: Int?, ranks: Int
+        _ samples: [[Trainer.StepReport]], _ base: TrainConfig, linkMS: Double, syncMS: Double, cores: Int?, ranks: Int,
+        workStepSeconds: Double?
     ) -> ([Row], Bound?) {
         let tokens = Double(base.globalBatch * base.sequenceLength)
         let medians = samples.map { reports in
@@ -138,7 +154,8 @@ struct E2EBench: RankCommand {
         }
         let bound = sequential.map { s in
             let stepMS = max(s.step * 1e3 - linkMS, linkMS + syncMS, cores.map { s.cpu / Double($0) } ?? 0)
-            return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, sync_ms: syncMS, cores: cores)
+            return Bound(step_ms: stepMS, speedup: s.step * 1e3 / stepMS, link_ms: linkMS, sync_ms: syncMS, cores: cores,
+                         work_step_ms: workStepSeconds.map { $0 * 1e3 }, work_speedup: workStepSeconds.map { s.step / $0 })
         }
         return (rows, bound)
     }
@@ -161,6 +178,25 @@ struct E2EBench: RankCommand {
                         + "modelled %.1f ms never; %@): %.1f ms per step, %.2fx",
                      bound.link_ms, bound.sync_ms, cpuTerm, bound.step_ms, bound.speedup))
         printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
+        guard let workMS = bound.work_step_ms, let workSpeedup = bound.work_speedup else { return }
+        print(String(format: "bound from the busiest rank's work in each MoE call (sequential's steps less what each of its MoE calls took "
+                        + "beyond the most expert-GEMM and own-row work one rank did in it: transfers, plan exchange and waits all "
+                        + "hidden, the routing's imbalance not): %.1f ms per step, %.2fx", workMS, workSpeedup))
+        for row in rows where row.schedule.hasPrefix("comet") {
+            print("\(row.schedule) reaches " + String(format: "%.0f%% of this bound's speedup", 100 * row.speedup / workSpeedup))
+        }
+    }
+
+    /// Seconds of sequential's last step that a schedule could hide at most: over its
+    /// MoE calls, each call's time (the longest any rank spent in it, first activity to
+    /// last) beyond the most expert-GEMM and own-row work any rank did in it. In
+    /// sequential a rank's GEMMs and its own-row work never overlap. Collective.
+    private func moeSlack(_ trainer: Trainer, world: Communicator) throws -> Double {
+        let calls = trainer.lastStepMoECalls
+        var figures = calls.map { Timeline.busySeconds(.gemm, in: $0) + Timeline.busySeconds(.local, in: $0) }
+            + calls.map { call in (call.map(\.end).max() ?? 0) - (call.map(\.start).min() ?? 0) }
+        try world.allReduce(&figures, .max)
+        return (0..<calls.count).reduce(0) { $0 + max(0, figures[calls.count + $1] - figures[$1]) }
     }
 
     /// The `--link` model, calibrated on sequential's training steps: the MoE GEMM
