@@ -307,7 +307,8 @@ final class DeviceTimeTests: XCTestCase {
         func run(_ name: String, _ flags: [String]) throws -> [String: [String: Any]] {
             let json = directory.appendingPathComponent("\(name).json")
             let job = try MPIJob.run(ranks: 8, "comet-bench", [
-                "layer", "--link", "balanced", "--tokens", "512", "--iterations", "2", "--json", json.path,
+                "layer", "--link", "balanced", "--tokens", "256", "--model-width", "256", "--hidden-width", "512", "--iterations", "2",
+                "--json", json.path,
             ] + flags)
             XCTAssertEqual(job.status, 0, job.transcript)
             let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
