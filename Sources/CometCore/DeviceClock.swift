@@ -300,3 +300,9 @@ private struct Engines {
             .map { "engine \($0) \(report($0))" }.joined(separator: "; ")
     }
 }
+
+extension Clock {
+    /// The clock and what it charges, for the keys of figures timed on it (tuning
+    /// profiles): "wall", "device" (the host's CPU charged) or "device, host CPU ignored".
+    public var timingName: String { (self as? DeviceClock)?.hostCPU == .ignored ? "\(name), host CPU ignored" : name }
+}

@@ -19,7 +19,7 @@ public enum TunedSplit {
         try world.onRankZero {
             let table = try tablePath.map { try TuningTable.load($0) }
             let key = TuningKey(config: config, ranks: world.size, tensorParallel: tensorParallel, link: link.name,
-                                clock: clock.name, coresPerRank: coresPerRank,
+                                clock: clock.timingName, coresPerRank: coresPerRank,
                                 machine: TuningKey.thisMachine(blasCore: OpenBLAS.coreName))
             var rates: [[Int]: Double] = [:]
             chosen = AdaptiveAssignment.choose(

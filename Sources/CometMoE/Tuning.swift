@@ -61,7 +61,7 @@ public struct TuningKey: Codable, Hashable, Sendable, CustomStringConvertible {
     public var machine: String
     /// The link model's name (native, balanced, balanced-pass, h800, l20, ...).
     public var link: String
-    /// The clock the profile was timed on ("device" or "wall").
+    /// The clock the profile was timed on and what it charged (`Clock.timingName`: "wall", "device" or "device, host CPU ignored").
     public var clock: String
     /// The engines per rank that the candidates divide.
     public var coresPerRank: Int

@@ -62,7 +62,7 @@ struct TuneBench: RankCommand {
             layer.timeline.isRecording = false
             return layer
         }
-        let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name, clock: device.clock.name,
+        let key = TuningKey(config: config, ranks: world.size, tensorParallel: tp, link: link.name, clock: device.clock.timingName,
                             coresPerRank: budget, machine: TuningKey.thisMachine(blasCore: blasCore))
         if world.rank == 0 {
             print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations")
