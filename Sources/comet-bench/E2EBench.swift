@@ -114,8 +114,10 @@ struct E2EBench: RankCommand {
             return (report, slack: index == sequentialIndex ? try moeSlack(trainers[index], world: world) : nil)
         }
         let samples = rounds.map { $0.map(\.0) }
+        // Sequential's step seconds less what its MoE calls could hide, per measured step.
+        let tokens = Double(base.globalBatch * base.sequenceLength)
         let workSteps = sequentialIndex.map { index in
-            rounds[index].compactMap { sample in sample.slack.map { Double(base.globalBatch * base.sequenceLength) / sample.0.tokens_per_s - $0 } }
+            rounds[index].compactMap { sample in sample.slack.map { tokens / sample.0.tokens_per_s - $0 } }
         }
         try ChromeTrace.export(trainers.flatMap(\.lastStepActivities), world: world, clock: device.clock, trace: trace, gantt: gantt,
                                title: "One training step per schedule, \(world.size) ranks, link \(model.name)")
