@@ -23,6 +23,16 @@ let package = Package(
         // Element-wise kernels (activations) that the C compiler vectorises.
         .target(name: "CometVector"),
 
+        // Modelled GPUs (H200, H800, L20): what GEMMs, SM splits, copies and element-wise kernels cost on them,
+        // from H200 measurements compiled into the library.
+        .target(
+            name: "CometDevices",
+            exclude: ["Data/README.md"],
+            resources: [
+                .embedInCode("Data/h200_bf16_expert_gemm.csv"),
+                .embedInCode("Data/h200_gemm_sm_split.csv"),
+                .embedInCode("Data/h200_copy_by_ctas.csv"),
+            ]),
         // Clocks, the timeline, worker threads and waits, the one error type for bad input, JSON and files.
         .target(name: "CometCore", dependencies: ["CometShim"]),
         .target(name: "CometMPI", dependencies: ["CMPI", "CometShim", "CometCore"]),
@@ -48,6 +58,7 @@ let package = Package(
         .testTarget(name: "CometTrainingTests", dependencies: ["CometCore", "CometTraining", "CometKernels", "TestSupport"]),
         .testTarget(name: "CometCoreTests", dependencies: ["CometCore"]),
         .testTarget(name: "CometMoETests", dependencies: ["CometCore", "CometMoE", "CometKernels", "TestSupport"]),
+        .testTarget(name: "CometDevicesTests", dependencies: ["CometDevices"]),
         .testTarget(name: "MultiRankTests", dependencies: ["TestSupport"]),
     ]
 )
