@@ -31,9 +31,11 @@ func padded(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
 }
 
-/// "<schedule> reaches X% of the bound's speedup" for every comet variant among `speedups`.
-func printBoundShares(_ speedups: [(schedule: String, speedup: Double)], bound: Double) {
+/// "<schedule> reaches X% of the bound's speedup" for every comet variant among
+/// `speedups`, each followed by its line in `after`, if any.
+func printBoundShares(_ speedups: [(schedule: String, speedup: Double)], bound: Double, after: [String: String] = [:]) {
     for (schedule, speedup) in speedups where schedule.hasPrefix("comet") {
         print("\(schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * speedup / bound))
+        if let line = after[schedule] { print(line) }
     }
 }

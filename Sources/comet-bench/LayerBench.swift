@@ -181,6 +181,9 @@ struct LayerBenchOptions: ParsableArguments {
     struct Sample {
         let forward: Double, backward: Double, comm: Double, gemm: Double, forwardComm: Double, forwardGEMM: Double
         let gemmGFLOPs: Double
+        /// Comet's forward and backward could take no less in its structure, the worst
+        /// rank's (`cometPassBound`); nil for the other schedules.
+        let cometBound: (forward: Double, backward: Double)?
         /// Every rank's y, dx and expert gradients, hashed (`outputDigest`).
         let digest: UInt64
         /// This rank's activities, forward then backward.
@@ -198,18 +201,25 @@ struct LayerBenchOptions: ParsableArguments {
         let (forwardComm, forwardGEMM) = (layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm))
         let forwardRate = layer.timeline.gemmGFLOPsPerThread
         let forwardActivities = layer.timeline.all
+        let forwardStart = start
         start = clock.now()
         try layer.backward(inputs.dy.view, auxLossGradient: 0.01, into: inputs.dx.view)
         try world.barrier()
         let backward = clock.seconds(since: start)
-        var busy = [forwardComm + layer.timeline.busySeconds(.comm), forwardGEMM + layer.timeline.busySeconds(.gemm), forwardComm,
-                    forwardGEMM]
-        try world.allReduce(&busy, .max)
+        var figures = [forwardComm + layer.timeline.busySeconds(.comm), forwardGEMM + layer.timeline.busySeconds(.gemm), forwardComm,
+                       forwardGEMM]
+        let isComet = layer.schedule.name == ScheduleKind.comet.rawValue
+        if isComet {
+            figures += [cometPassBound(forwardActivities, start: forwardStart, link: layer.link.model, rank: layer.group.rank),
+                        cometPassBound(layer.timeline.all, start: start, link: layer.link.model, rank: layer.group.rank)]
+        }
+        try world.allReduce(&figures, .max)
         let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)
         let activities = forwardActivities.map { (phase: "forward", activity: $0) }
             + layer.timeline.all.map { (phase: "backward", activity: $0) }
         return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                      comm: busy[0], gemm: busy[1], forwardComm: busy[2], forwardGEMM: busy[3], gemmGFLOPs: rate,
+                      comm: figures[0], gemm: figures[1], forwardComm: figures[2], forwardGEMM: figures[3], gemmGFLOPs: rate,
+                      cometBound: isComet ? (figures[4], figures[5]) : nil,
                       digest: try outputDigest([inputs.y.view, inputs.dx.view] + layer.experts.upGradient + layer.experts.downGradient, world),
                       activities: activities)
     }

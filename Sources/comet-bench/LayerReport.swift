@@ -62,6 +62,20 @@ struct LayerReport {
         /// iteration (`outputDigest`), and whether every iteration gave the same.
         let output_digest: String
         let outputs_repeat: Bool
+        /// Comet only: the least its structure allows with its own work (`StructureBound`).
+        let structure_bound: StructureBound?
+    }
+
+    /// The least comet's structure (layer1 only after layer0) allows with its own
+    /// measured work, the worst rank's, per pass (`cometPassBound`), with its speedups
+    /// over sequential's passes and the share of it comet reaches (bound / comet's time).
+    struct StructureBound: Encodable {
+        let forward_ms: Double
+        let backward_ms: Double
+        let forward_speedup: Double
+        let backward_speedup: Double
+        let forward_share: Double
+        let backward_share: Double
     }
 
     struct JSON: Encodable {
@@ -89,7 +103,10 @@ struct LayerReport {
         let medians = samples.map { runs in
             (forward: median(runs.map(\.forward)), backward: median(runs.map(\.backward)), comm: median(runs.map(\.comm)),
              gemm: median(runs.map(\.gemm)), forwardComm: median(runs.map(\.forwardComm)),
-             forwardGEMM: median(runs.map(\.forwardGEMM)), rate: median(runs.map(\.gemmGFLOPs)))
+             forwardGEMM: median(runs.map(\.forwardGEMM)), rate: median(runs.map(\.gemmGFLOPs)),
+             bound: runs.contains { $0.cometBound != nil }
+                ? (forward: median(runs.compactMap { $0.cometBound?.forward }), backward: median(runs.compactMap { $0.cometBound?.backward }))
+                : nil)
         }
         let baseline = variants.firstIndex(of: "sequential").map { medians[$0] }
         return variants.indices.map { index in
@@ -102,7 +119,13 @@ struct LayerReport {
                        hidden_fraction: baseline.map { (sequentialTotal - total) / $0.comm } ?? .nan,
                        gemm_gflops_per_thread: m.rate,
                        output_digest: String(samples[index].last?.digest ?? 0, radix: 16),
-                       outputs_repeat: Set(samples[index].map(\.digest)).count <= 1)
+                       outputs_repeat: Set(samples[index].map(\.digest)).count <= 1,
+                       structure_bound: m.bound.map { bound in
+                           StructureBound(forward_ms: bound.forward * 1e3, backward_ms: bound.backward * 1e3,
+                                          forward_speedup: (baseline?.forward ?? .nan) / bound.forward,
+                                          backward_speedup: (baseline?.backward ?? .nan) / bound.backward,
+                                          forward_share: bound.forward / m.forward, backward_share: bound.backward / m.backward)
+                       })
         }
     }
 
@@ -165,7 +188,7 @@ struct LayerReport {
                 bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f ms forward + %.1f ms \
                 backward, %.2fx, hiding %.0f%%
                 """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
-            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup)
+            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup, after: structureLines)
         }
         if let tracing {
             Swift.print(String(format: "comet traced %.1f ms, untraced %.1f ms (%+.1f%%): recording the timeline for traces",
@@ -176,6 +199,21 @@ struct LayerReport {
 }
 
 extension LayerReport {
+    /// The lines that follow each comet row's share of the bound: its structure's bound, if it has one.
+    var structureLines: [String: String] {
+        Dictionary(uniqueKeysWithValues: rows.compactMap { row in
+            row.structure_bound.map { bound in
+                (row.schedule, String(format: """
+                    bound for %@'s structure (layer1 after layer0: max(work before the first GEMM + layer0's GEMMs, the last \
+                    dispatch arrival) + max(layer1's GEMMs + the last block's push, the first block + the busiest link's combine) \
+                    + the last reduce, the worst rank): %.1f ms forward, %.2fx; %@ reaches %.0f%% of it; \
+                    %.1f ms backward, %.2fx; %@ reaches %.0f%% of it
+                    """, row.schedule, bound.forward_ms, bound.forward_speedup, row.schedule, 100 * bound.forward_share,
+                    bound.backward_ms, bound.backward_speedup, row.schedule, 100 * bound.backward_share))
+            }
+        })
+    }
+
     /// One line per layout: each schedule's speedup over sequential (and sequential's time).
     static func printLayoutSummary(_ reports: [LayerReport]) {
         guard let first = reports.first else { return }
