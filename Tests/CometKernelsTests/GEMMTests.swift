@@ -110,3 +110,26 @@ final class GEMMCostsTests: XCTestCase {
         XCTAssertEqual(costs.entries.map(\.seconds), [3, 1])
     }
 }
+
+/// Element-wise kernels' sampled rates (`ElementwiseCosts`): the least seconds per
+/// element of a kernel's first calls, then fixed; a table's rate settles it at once.
+final class ElementwiseCostsTests: XCTestCase {
+    func testTheLeastOfTheFirstCallsThenFixed() {
+        let costs = ElementwiseCosts()
+        XCTAssertEqual(costs.seconds("copy", elements: 100, measured: 3e-6), 3e-6, accuracy: 1e-18)
+        XCTAssertEqual(costs.seconds("copy", elements: 10, measured: 1e-7), 1e-7, accuracy: 1e-18, "10 ns per element now")
+        XCTAssertEqual(costs.seconds("copy", elements: 100, measured: 5e-5), 1e-6, accuracy: 1e-18, "a slower call keeps the rate")
+        for _ in 0..<(ElementwiseCosts.samples - 3) { _ = costs.seconds("copy", elements: 1, measured: 1) }
+        XCTAssertEqual(costs.seconds("copy", elements: 1, measured: 1e-12), 1e-8, accuracy: 1e-18,
+                       "after \(ElementwiseCosts.samples) calls the rate no longer moves")
+        XCTAssertEqual(costs.entries.map(\.kernel), ["copy"])
+    }
+
+    func testATablesRateSettlesAKernel() {
+        let costs = ElementwiseCosts()
+        costs.insert([("gelu forward", 2e-9)])
+        XCTAssertEqual(costs.seconds("gelu forward", elements: 1000, measured: 1e-9), 2e-6, accuracy: 1e-18)
+        costs.insert([("gelu forward", 1e-9), ("gelu forward", 4e-9)])
+        XCTAssertEqual(costs.entries.first?.secondsPerElement, 1e-9, "merging keeps the least")
+    }
+}
