@@ -60,7 +60,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         turns = (0..<Self.maxEngines).map { _ in ThreadFlag() }
         comet_set_engine(0)
         _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
-        engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds(), hostCPU: hostCPU))
+        engines = Mutex(Engines(count: Self.maxEngines, mainCPU: threadCPUSeconds()))
     }
 
     public var name: String { "device" }
@@ -132,7 +132,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         let me = Self.engine
         let cpu = chargeableCPU()
         let clock = engines.withLock { engines in
-            engines.charge(me, cpu)
+            engines.charge(me, cpu, hostCPU)
             return engines.clock[me]
         }
         return (clock, cpu.total)
@@ -154,7 +154,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         let me = Self.engine
         let cpu = chargeableCPU()
         let (next, clock, seen) = engines.withLock { engines in
-            engines.charge(me, cpu)
+            engines.charge(me, cpu, hostCPU)
             change(&engines, me)
             let next = choose(&engines)
             return (next, engines.clock[me], turns[me].current)
@@ -236,10 +236,8 @@ private struct Engines {
     var cpuMark: [Double]
     /// The turn counter's value each engine has used.
     var turnsSeen: [Int]
-    let hostCPU: HostCPU
 
-    init(count: Int, mainCPU: Double, hostCPU: HostCPU) {
-        self.hostCPU = hostCPU
+    init(count: Int, mainCPU: Double) {
         clock = [Double](repeating: 0, count: count)
         state = [State](repeating: .idle, count: count)
         state[0] = .ready
@@ -249,9 +247,9 @@ private struct Engines {
     }
 
     /// Charges `engine` the CPU it used since its mark, less what device time does
-    /// not charge (all of it when the host's CPU is ignored), plus the modelled
-    /// seconds of its modelled work.
-    mutating func charge(_ engine: Int, _ cpu: Charge) {
+    /// not charge (all of it when `hostCPU` is ignored), plus the modelled seconds of
+    /// its modelled work.
+    mutating func charge(_ engine: Int, _ cpu: Charge, _ hostCPU: HostCPU) {
         let host = hostCPU == .charged ? max(0, cpu.total - cpuMark[engine] - cpu.uncharged) : 0
         clock[engine] += host + cpu.modelled
         cpuMark[engine] = cpu.total

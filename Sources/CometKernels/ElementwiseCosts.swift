@@ -74,14 +74,14 @@ public final class ElementwiseCosts: Sendable {
 
 /// Runs `body`, the element-wise kernel `kernel` over `elements` elements, and when
 /// element-wise costs are modelled charges it from `ElementwiseCosts.host` in place
-/// of its CPU time. `body` must not contain a GEMM or another `elementwise` call,
-/// which charge themselves.
+/// of its CPU time (the name is built only then: this runs per tile). `body` must not
+/// contain a GEMM or another `elementwise` call, which charge themselves.
 @inline(__always)
-public func elementwise<T>(_ kernel: String, elements: Int, _ body: () throws -> T) rethrows -> T {
+public func elementwise<T>(_ kernel: @autoclosure () -> String, elements: Int, _ body: () throws -> T) rethrows -> T {
     guard ElementwiseCosts.isModelling, elements > 0 else { return try body() }
     let start = threadCPUTime()
     let value = try body()
     let cpu = threadCPUTime() - start
-    comet_charge_modelled(cpu, ElementwiseCosts.host.seconds(kernel, elements: elements, measured: cpu))
+    comet_charge_modelled(cpu, ElementwiseCosts.host.seconds(kernel(), elements: elements, measured: cpu))
     return value
 }

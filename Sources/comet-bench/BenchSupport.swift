@@ -31,11 +31,13 @@ func padded(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
 }
 
-/// "<schedule> reaches X% of the bound's speedup" for every comet variant among
+/// "<schedule> reaches X% of `name`'s speedup" for every comet variant among
 /// `speedups`, each followed by its line in `after`, if any.
-func printBoundShares(_ speedups: [(schedule: String, speedup: Double)], bound: Double, after: [String: String] = [:]) {
+func printBoundShares(
+    _ speedups: [(schedule: String, speedup: Double)], bound: Double, name: String = "the bound", after: [String: String] = [:]
+) {
     for (schedule, speedup) in speedups where schedule.hasPrefix("comet") {
-        print("\(schedule) reaches " + String(format: "%.0f%% of the bound's speedup", 100 * speedup / bound))
+        print("\(schedule) reaches " + String(format: "%.0f%% of %@'s speedup", 100 * speedup / bound, name))
         if let line = after[schedule] { print(line) }
     }
 }

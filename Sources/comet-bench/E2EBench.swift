@@ -184,9 +184,7 @@ struct E2EBench: RankCommand {
         print(String(format: "bound from the busiest rank's work in each MoE call (sequential's steps less what each of its MoE calls took "
                         + "beyond the most expert-GEMM and own-row work one rank did in it: transfers, plan exchange and waits all "
                         + "hidden, the routing's imbalance not): %.1f ms per step, %.2fx", workMS, workSpeedup))
-        for row in rows where row.schedule.hasPrefix("comet") {
-            print("\(row.schedule) reaches " + String(format: "%.0f%% of this bound's speedup", 100 * row.speedup / workSpeedup))
-        }
+        printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: workSpeedup, name: "this bound")
     }
 
     /// Seconds of sequential's last step that a schedule could hide at most: over its
