@@ -92,6 +92,7 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     public func fork(_ workers: Range<Int>) {
         precondition(workers.upperBound <= Self.maxEngines, "a device has at most \(Self.maxEngines - 1) workers")
         step { engines, me in
+            engines.inUse = max(engines.inUse, workers.upperBound)
             for worker in workers {
                 engines.clock[worker] = engines.clock[me]
                 engines.state[worker] = .ready
@@ -236,6 +237,8 @@ private struct Engines {
     var cpuMark: [Double]
     /// The turn counter's value each engine has used.
     var turnsSeen: [Int]
+    /// Engines 0..<inUse have been started; the others are idle.
+    var inUse = 1
 
     init(count: Int, mainCPU: Double) {
         clock = [Double](repeating: 0, count: count)
@@ -259,7 +262,7 @@ private struct Engines {
     /// made ready at that time; nil when none can run.
     mutating func earliest() -> Int? {
         var best: (time: Double, engine: Int)?
-        for engine in state.indices {
+        for engine in 0..<inUse {
             guard let time = readyTime(engine), time.isFinite else { continue }
             if best == nil || time < best!.time { best = (time, engine) }
         }
@@ -294,7 +297,7 @@ private struct Engines {
     }
 
     func describe() -> String {
-        state.indices.filter { if case .idle = state[$0] { false } else { true } }
+        (0..<inUse).filter { if case .idle = state[$0] { false } else { true } }
             .map { "engine \($0) \(report($0))" }.joined(separator: "; ")
     }
 }

@@ -139,7 +139,7 @@ public struct RuntimeOptions: ParsableArguments {
     /// emulated link or not. With device time and sampled GEMM costs (or a table),
     /// every GEMM of the process is charged from `GEMMCosts.host` from now on; when the
     /// host's CPU is ignored, every element-wise kernel from `ElementwiseCosts.host` too.
-    /// Collective.
+    /// A device clock's rank runs on one CPU (`CorePinning`). Collective.
     public func makeClock(world: Communicator, linkIsEmulated: Bool) throws -> any Clock {
         if let path = saveGemmCosts, let problem = GEMMCostTable.writeProblem(path) {
             throw InputError("--save-gemm-costs \(path): \(problem)")
@@ -153,6 +153,7 @@ public struct RuntimeOptions: ParsableArguments {
         if gemmCosts != .measured { GEMMCosts.startSampling() }
         let ignored = hostCpu == .ignored || (hostCpu == .auto && linkIsEmulated && gemmCosts != .measured)
         if ignored { ElementwiseCosts.startModelling() }
+        try CorePinning.pinForDeviceClock(world: world)
         return DeviceClock(timeout: waitTimeout, hostCPU: ignored ? .ignored : .charged)
     }
 

@@ -186,16 +186,20 @@ extension Communicator {
     /// Waits for a nonblocking collective with `Backoff`, never spinning bare; then, on
     /// a per-rank clock, ends at the latest time any rank `entered` plus the largest
     /// cost any rank reckons; on a shared clock, once its cost has passed since it
-    /// entered (see `withClock`).
+    /// entered (see `withClock`). The ranks' entries travel in an all-reduce started
+    /// beside the collective, so the host waits for one round of the ranks, not two.
     func complete(_ request: inout MPI_Request?, _ call: String, entered: CollectiveEntry?) throws {
-        try wait(&request, call)
-        guard let clock, let entered else { return }
-        guard clock.isPerRank else { return clock.wait(until: entered.time + entered.cost) }
+        guard let clock, let entered, clock.isPerRank else {
+            try wait(&request, call)
+            if let clock, let entered { clock.wait(until: entered.time + entered.cost) }
+            return
+        }
         var latest = [entered.time, entered.cost]
         try latest.withUnsafeMutableBufferPointer { latest in
             var time: MPI_Request? = nil
             try check(MPI_Iallreduce(comet_in_place(), latest.baseAddress, 2, Double.mpiDatatype, ReduceOp.max.handle, handle, &time),
                       "MPI_Iallreduce(clock)")
+            try wait(&request, call)
             try wait(&time, "MPI_Iallreduce(clock) after \(call)", charged: false)
         }
         clock.wait(until: latest[0] + latest[1])

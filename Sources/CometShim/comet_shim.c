@@ -1,8 +1,10 @@
+#define _GNU_SOURCE
 #include "comet_shim.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,4 +101,22 @@ double comet_take_modelled_seconds(void) {
     double taken = modelled_seconds;
     modelled_seconds = 0;
     return taken;
+}
+
+int comet_allowed_cpu_count(void) {
+    cpu_set_t allowed;
+    return sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+}
+
+int comet_pin_to_allowed_cpu(int index) {
+    cpu_set_t allowed;
+    if (index < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || index-- > 0) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
+    }
+    return -1;
 }

@@ -116,4 +116,12 @@ bool comet_cpu_has_avx512(void);
 /// AVX2 and FMA: what OpenBLAS's Haswell kernels use.
 bool comet_cpu_has_avx2(void);
 
+// MARK: CPU affinity
+
+/// CPUs the calling thread may run on.
+int comet_allowed_cpu_count(void);
+/// Pins the calling thread (and the threads it creates from now on) to the
+/// `index`-th CPU it may run on; returns that CPU's number, or -1 on failure.
+int comet_pin_to_allowed_cpu(int index);
+
 #endif
