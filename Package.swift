@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "CometLaunch",
             dependencies: [
-                "CometCore", "CometMPI", "CometKernels", "CometShim", "CometMoE",
+                "CometCore", "CometMPI", "CometKernels", "CometShim", "CometMoE", "CometDevices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -21,15 +21,6 @@ public final class ElementwiseCosts: Sendable {
     /// The rates the process's element-wise kernels are charged at, when modelled.
     public static let host = ElementwiseCosts()
 
-    /// Whether `elementwise` charges kernels by their rates (set once at launch).
-    public static var isModelling: Bool { modelling.load(ordering: .relaxed) }
-
-    /// Charges every later `elementwise` kernel of this process from `host`: for
-    /// device time that ignores the host's CPU, set by the launcher before any work.
-    public static func startModelling() { modelling.store(true, ordering: .relaxed) }
-
-    private static let modelling = Atomic<Bool>(false)
-
     private struct Rate {
         var samples: Int
         var secondsPerElement: Double
@@ -73,15 +64,15 @@ public final class ElementwiseCosts: Sendable {
 }
 
 /// Runs `body`, the element-wise kernel `kernel` over `elements` elements, and when
-/// element-wise costs are modelled charges it from `ElementwiseCosts.host` in place
-/// of its CPU time (the name is built only then: this runs per tile). `body` must not
+/// a model charges element-wise kernels (`ModelledKernels`) charges it from that in
+/// place of its CPU time (the name is built only then: this runs per tile). `body` must not
 /// contain a GEMM or another `elementwise` call, which charge themselves.
 @inline(__always)
 public func elementwise<T>(_ kernel: @autoclosure () -> String, elements: Int, _ body: () throws -> T) rethrows -> T {
-    guard ElementwiseCosts.isModelling, elements > 0 else { return try body() }
+    guard let costs = ModelledKernels.elementwise, elements > 0 else { return try body() }
     let start = threadCPUTime()
     let value = try body()
     let cpu = threadCPUTime() - start
-    comet_charge_modelled(cpu, ElementwiseCosts.host.seconds(kernel(), elements: elements, measured: cpu))
+    comet_charge_modelled(cpu, costs.elementwiseSeconds(kernel(), elements: elements, measured: cpu))
     return value
 }

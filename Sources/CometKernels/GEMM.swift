@@ -5,8 +5,8 @@ import CometShim
 ///
 /// Shapes: op(A) [m, k], op(B) [k, n], C [m, n]; every operand may be a sub-view.
 /// The caller's thread does the work (see `OpenBLAS.useCallerThreadOnly()`), so
-/// several GEMM threads of one rank run side by side. When GEMM costs are sampled
-/// (`GEMMCosts`), the call is charged to device time from the table, not by its CPU.
+/// several GEMM threads of one rank run side by side. When a model charges GEMMs
+/// (`ModelledKernels`), the call is charged to device time from it, not by its CPU.
 public func gemm(
     _ a: MatrixView, _ b: MatrixView, into c: MatrixView,
     transA: Transpose = .none, transB: Transpose = .none, alpha: Float = 1, beta: Float = 0
@@ -16,13 +16,13 @@ public func gemm(
     precondition(k == kB && c.rows == m && c.columns == n,
                  "gemm shapes do not fit: op(A) \(m)x\(k), op(B) \(kB)x\(n), C \(c.rows)x\(c.columns)")
     if m == 0 || n == 0 { return }
-    guard GEMMCosts.isSampling, k > 0 else {
+    guard let costs = ModelledKernels.gemms, k > 0 else {
         return multiply(a, b, into: c, transA: transA, transB: transB, alpha: alpha, beta: beta)
     }
     let start = threadCPUTime()
     let kind = GEMMCosts.Kind(n: n, transA: transA, transB: transB, lda: a.rowStride, ldb: b.rowStride,
                               ldc: c.rowStride, accumulates: beta != 0)
-    let modelled = GEMMCosts.host.seconds(m: m, k: k, kind)
+    let modelled = costs.gemmSeconds(m: m, k: k, kind)
     multiply(a, b, into: c, transA: transA, transB: transB, alpha: alpha, beta: beta)
     comet_charge_modelled(threadCPUTime() - start, modelled)
 }

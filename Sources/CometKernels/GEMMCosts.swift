@@ -1,4 +1,3 @@
-import CometShim
 import Synchronization
 
 #if canImport(Glibc)
@@ -6,7 +5,7 @@ import Glibc
 #endif
 
 /// What a GEMM costs on the host device model when costs are sampled (`--gemm-costs
-/// sampled`): SimGrid SMPI's idea of sampling a computation burst a few times and
+/// sampled`, charged through `HostKernelCosts`): SimGrid SMPI's idea of sampling a computation burst a few times and
 /// charging the same figure for every later run of it.
 ///
 /// A *kind* of product is everything but its row counts m and k, which follow the
@@ -29,15 +28,6 @@ public final class GEMMCosts: Sendable {
 
     /// The table the process's GEMMs are charged from, when costs are sampled.
     public static let host = GEMMCosts()
-
-    /// Whether `gemm` charges products from the table (set once at launch).
-    public static var isSampling: Bool { sampling.load(ordering: .relaxed) }
-
-    /// Charges every later `gemm` of this process from `host`: for device time with
-    /// sampled costs, set by the launcher before any work.
-    public static func startSampling() { sampling.store(true, ordering: .relaxed) }
-
-    private static let sampling = Atomic<Bool>(false)
 
     /// A product without its row counts m and k.
     public struct Kind: Hashable, Sendable, CustomStringConvertible {

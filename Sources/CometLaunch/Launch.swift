@@ -119,6 +119,10 @@ public struct RuntimeOptions: ParsableArguments {
                                valueName: "auto|charged|ignored"))
     public var hostCpu: HostCPUChoice = .auto
 
+    @Option(help: ArgumentHelp("The emulated device: host (this CPU: kernels cost what they cost here, sampled or measured) or a modelled GPU, h200, h800 or l20 (GEMMs from H200 measurements carried over by peak ratios, element-wise kernels by their bytes at the GPU's memory bandwidth, rows on the GPUs' interconnect; the host's CPU is ignored, so every figure repeats exactly). Needs --clock device.",
+                               valueName: "host|h200|h800|l20"))
+    public var device: DeviceChoice = .host
+
     @Option(help: ArgumentHelp("After the run, write the GEMM costs it sampled (and any it loaded) to this CSV file, for --gemm-costs FILE.",
                                valueName: "FILE"))
     public var saveGemmCosts: String?
@@ -130,16 +134,21 @@ public struct RuntimeOptions: ParsableArguments {
         if saveGemmCosts != nil, clock != .device || gemmCosts == .measured {
             throw ValidationError("--save-gemm-costs needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
         }
+        if device != .host, clock != .device || gemmCosts != .sampled || hostCpu == .charged || saveGemmCosts != nil {
+            throw ValidationError("--device \(device.rawValue) charges every kernel from the GPU's model on device time: "
+                + "it takes none of --clock wall, --gemm-costs, --host-cpu charged or --save-gemm-costs")
+        }
         if hostCpu == .ignored, clock != .device || gemmCosts == .measured {
             throw ValidationError("--host-cpu ignored needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
         }
     }
 
     /// The rank's clock, made on its main thread, for a command whose rows move on an
-    /// emulated link or not. With device time and sampled GEMM costs (or a table),
-    /// every GEMM of the process is charged from `GEMMCosts.host` from now on; when the
-    /// host's CPU is ignored, every element-wise kernel from `ElementwiseCosts.host` too.
-    /// A device clock's rank runs on one CPU (`CorePinning`). Collective.
+    /// emulated link or not. With device time and modelled GEMM costs (sampled, a table,
+    /// or a GPU's), every GEMM of the process is charged from the device's model from
+    /// now on (`ModelledKernels`); when the host's CPU is ignored (always on a GPU),
+    /// every element-wise kernel too. A device clock's rank runs on one CPU
+    /// (`CorePinning`). Collective.
     public func makeClock(world: Communicator, linkIsEmulated: Bool) throws -> any Clock {
         if let path = saveGemmCosts, let problem = GEMMCostTable.writeProblem(path) {
             throw InputError("--save-gemm-costs \(path): \(problem)")
@@ -150,9 +159,8 @@ public struct RuntimeOptions: ParsableArguments {
         }
         guard clock == .device else { return WallClock() }
         if case .table(let path) = gemmCosts { try GEMMCostTable.load(path, world: world).insertIntoHost() }
-        if gemmCosts != .measured { GEMMCosts.startSampling() }
-        let ignored = hostCpu == .ignored || (hostCpu == .auto && linkIsEmulated && gemmCosts != .measured)
-        if ignored { ElementwiseCosts.startModelling() }
+        let ignored = device != .host || hostCpu == .ignored || (hostCpu == .auto && linkIsEmulated && gemmCosts != .measured)
+        if gemmCosts != .measured { ModelledKernels.start(device.kernelCosts, elementwise: ignored) }
         try CorePinning.pinForDeviceClock(world: world)
         return DeviceClock(timeout: waitTimeout, hostCPU: ignored ? .ignored : .charged)
     }

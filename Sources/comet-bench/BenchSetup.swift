@@ -9,7 +9,7 @@ import CometMoE
 /// the layout's TP, the link, the iterations, and how to make inputs, calibrate the
 /// link and time one forward and backward.
 struct BenchSetup: ParsableArguments {
-    @Option(help: LinkChoice.help) var link: LinkChoice = .balanced
+    @Option(help: LinkChoice.help) var link: LinkChoice?
     @Option(help: "Measured iterations per schedule.") var iterations = 5
     @Option(help: "Warm-up iterations per schedule.") var warmup = 1
     @Option(help: "TP: ranks that share each expert's K dimension (EP = ranks / TP).") var tp = 1
@@ -41,11 +41,15 @@ struct BenchSetup: ParsableArguments {
                      device: device, forcePutGet: flags.forcePutGet)
     }
 
-    /// The `--link` model and what it was calibrated on: sequential's forward and
-    /// backward on a native link (one MoE layer). Collective.
+    /// The `--link` choice on the emulated device `emulated` (`LinkChoice.resolve`).
+    func linkChoice(on emulated: DeviceChoice) throws -> LinkChoice { try LinkChoice.resolve(link, on: emulated) }
+
+    /// The `--link` model on the emulated device `emulated`, and what it was calibrated
+    /// on: sequential's forward and backward on a native link (one MoE layer). Collective.
     func linkModel(
-        _ config: MoEConfig, world: Communicator, tensorParallel: Int, inputs: LayerInputs, device: Device
+        _ config: MoEConfig, world: Communicator, tensorParallel: Int, inputs: LayerInputs, device: Device, emulated: DeviceChoice
     ) throws -> (LinkModel, Calibration) {
+        let choice = try linkChoice(on: emulated)
         let layer = try self.layer(.sequential, flags.options(chunks: 1), config, world: world, tensorParallel: tensorParallel,
                                    link: .native, device: device)
         let calibration = try Calibration.measure(world, moeLayers: 1) {
@@ -59,7 +63,7 @@ struct BenchSetup: ParsableArguments {
                 passGEMMSeconds: Timeline.busySeconds(.gemm, in: activities), flops: activities.reduce(0) { $0 + $1.flops },
                 busiestPairBytes: (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
         }
-        return (calibration.link(link), calibration)
+        return (calibration.link(choice, device: emulated, ranks: world.size), calibration)
     }
 
     /// Seconds of one forward and backward between barriers (slowest rank), on the layer's clock.

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CometCore
+import CometLaunch
 import CometMPI
 import CometMoE
 import Foundation
@@ -8,7 +10,7 @@ import Foundation
 
 /// The `--link` choices.
 enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
-    case native, balanced, balancedPass = "balanced-pass", h800, l20
+    case native, balanced, balancedPass = "balanced-pass", h800, l20, device
 
     /// What the link reproduces, in a few words.
     var summary: String {
@@ -18,6 +20,22 @@ enum LinkChoice: String, ExpressibleByArgument, CaseIterable {
         case .balancedPass: "forward + backward communication = forward + backward expert GEMMs (a slower link than balanced)"
         case .h800: "the ratio of communication to expert GEMMs of 8 x H800 on NVLink, at this machine's GEMM speed"
         case .l20: "the ratio of communication to expert GEMMs of 8 x L20 on PCIe, at this machine's GEMM speed"
+        case .device: "the modelled GPU's own interconnect (--device h200, h800 or l20, where it is the default)"
+        }
+    }
+
+    /// The choice `given` (nil: the default) on the emulated device `device`: balanced on
+    /// the host, the GPUs' interconnect on a modelled GPU. Throws a one-line error for a
+    /// choice the device cannot take.
+    static func resolve(_ given: LinkChoice?, on device: DeviceChoice) throws -> LinkChoice {
+        switch (given, device.gpu) {
+        case (nil, nil): return .balanced
+        case (nil, .some): return .device
+        case (.device, nil): throw InputError("--link device is a modelled GPU's interconnect: it needs --device h200, h800 or l20")
+        case (.h800?, .some), (.l20?, .some):
+            throw InputError("--link \(given!.rawValue) scales a GPU's link to this host's GEMM speed; with --device "
+                + "\(device.rawValue) the GEMMs are the GPU's: use --link device (the default there)")
+        case (let choice?, _): return choice
         }
     }
 
@@ -73,9 +91,10 @@ struct Calibration: Codable {
     /// exchanges (a dispatch and a combine per MoE layer) take as long as the forward
     /// GEMMs, `balanced-pass` so that those of both passes take as long as the GEMMs of
     /// both; the GPU presets scaled to this machine's GEMM speed.
-    func link(_ choice: LinkChoice) -> LinkModel {
+    func link(_ choice: LinkChoice, device: DeviceChoice, ranks: Int) -> LinkModel {
         switch choice {
         case .native: .native
+        case .device: device.gpu!.link(ranks: ranks)
         case .balanced:
             .balanced(gemmSeconds: forwardGEMMSeconds, busiestPairBytes: busiestPairBytes, exchanges: 2 * moeLayers,
                       name: choice.rawValue)
@@ -102,6 +121,7 @@ struct Calibration: Codable {
                 + "%.3g MB%@) take %.1f ms on that pair's link, as long as its expert GEMMs of both passes",
                 Double(busiestPairBytes) / 1e6, perLayer, passGEMMSeconds * 1e3)
         case .h800, .l20: String(format: " (%.1f GFLOP/s per rank, measured)", rankFLOPs / 1e9)
+        case .device: ""
         }
         return "\(choice.rawValue): \(choice.summary)\(detail)"
     }

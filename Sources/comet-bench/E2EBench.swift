@@ -27,7 +27,7 @@ struct E2EBench: RankCommand {
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
     @Option(help: "Schedules to run (repeatable; default all four).") var schedule: [ScheduleKind] = ScheduleKind.allCases
-    @Option(help: LinkChoice.help) var link: LinkChoice = .balanced
+    @Option(help: LinkChoice.help) var link: LinkChoice?
     @Option(help: "Engines per rank, the emulated device's cores (overrides the configuration's scheduleOptions.coresPerRank).")
     var coresPerRank: Int?
     @Option(help: "Measured steps per schedule.") var iterations = 10
@@ -38,7 +38,12 @@ struct E2EBench: RankCommand {
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
-    var linkIsEmulated: Bool { link != .native }
+    var linkIsEmulated: Bool { (try? linkChoice) != .native }
+
+    /// `--link` on the run's emulated device (`LinkChoice.resolve`).
+    var linkChoice: LinkChoice { get throws { try LinkChoice.resolve(link, on: runtime.device) } }
+
+    func validate() throws { _ = try linkChoice }
 
     struct Row: Encodable {
         let schedule: String
@@ -128,7 +133,7 @@ struct E2EBench: RankCommand {
             + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
         print(device.clock.reportLine)
         print(EngineSplit.reportLine(schedule.map { ($0.rawValue, base.scheduleOptions.engines(for: $0)) }))
-        let calibrated = calibration.explanation(link)
+        let calibrated = calibration.explanation(try linkChoice)
         print("link: \(model)")
         print("link calibration: \(calibrated)")
         printTable(rows, bound: bound, cores: cores)
@@ -218,6 +223,6 @@ struct E2EBench: RankCommand {
                 flops: moe.reduce(0) { $0 + $1.activity.flops }, busiestPairBytes: Int(pairBytes.max() ?? 0))
         }
         try world.allReduce(&pairBytes, .max)
-        return (calibration.link(link), calibration, pairBytes.map { Int($0) })
+        return (calibration.link(try linkChoice, device: runtime.device, ranks: world.size), calibration, pairBytes.map { Int($0) })
     }
 }

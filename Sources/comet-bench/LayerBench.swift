@@ -25,9 +25,10 @@ struct LayerBench: RankCommand {
     @Option(help: "Write the last iteration of every schedule as an SVG Gantt timeline.") var gantt: String?
     @OptionGroup var runtime: RuntimeOptions
 
-    var linkIsEmulated: Bool { options.setup.link != .native }
+    var linkIsEmulated: Bool { (try? options.setup.linkChoice(on: runtime.device)) != .native }
 
     func validate() throws {
+        _ = try options.setup.linkChoice(on: runtime.device)
         if layouts != nil, trace != nil || gantt != nil {
             throw ValidationError("--trace and --gantt show one layout: choose it with --tp instead of --layouts")
         }
@@ -36,11 +37,12 @@ struct LayerBench: RankCommand {
     func run(on context: RankContext) throws {
         let world = context.world, config = options.setup.moe.config, device = context.device
         guard let layouts else {
+            let linkName = try options.setup.linkChoice(on: runtime.device).rawValue
             let (report, activities) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
-                                                             blas: context.blas.summary)
+                                                             emulated: runtime.device, blas: context.blas.summary)
             try ChromeTrace.export(activities, world: world, clock: device.clock, trace: trace, gantt: gantt,
                                    title: "One MoE layer, forward + backward, \(world.size) ranks "
-                                       + "(EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), link \(options.setup.link.rawValue)")
+                                       + "(EP=\(world.size / options.setup.tp) x TP=\(options.setup.tp)), link \(linkName)")
             guard let report else { return }
             report.print()
             if let json { try writeJSON(report.json, to: json) }
@@ -48,7 +50,8 @@ struct LayerBench: RankCommand {
         }
         var reports: [LayerReport] = []
         for tp in try layoutTensorParallelSizes(layouts, ranks: world.size, config: config) {
-            let (report, _) = try options.benchmark(config, world: world, tensorParallel: tp, device: device, blas: context.blas.summary)
+            let (report, _) = try options.benchmark(config, world: world, tensorParallel: tp, device: device, emulated: runtime.device,
+                                                    blas: context.blas.summary)
             if let report {
                 report.print()
                 Swift.print()
@@ -104,14 +107,17 @@ struct LayerBenchOptions: ParsableArguments {
     }
 
     /// Runs every schedule on `config` with each expert's K sharded over
-    /// `tensorParallel` ranks, interleaved; rank 0 gets the report. Also returns this
-    /// rank's activities in every schedule's last iteration. Collective.
-    func benchmark(_ config: MoEConfig, world: Communicator, tensorParallel: Int, device: Device, blas: String) throws
-        -> (report: LayerReport?, activities: [(phase: String, activity: Activity)]) {
+    /// `tensorParallel` ranks, interleaved, on the emulated device `emulated`; rank 0
+    /// gets the report. Also returns this rank's activities in every schedule's last
+    /// iteration. Collective.
+    func benchmark(
+        _ config: MoEConfig, world: Communicator, tensorParallel: Int, device: Device, emulated: DeviceChoice, blas: String
+    ) throws -> (report: LayerReport?, activities: [(phase: String, activity: Activity)]) {
         guard world.size % tensorParallel == 0 else { throw InputError("--tp \(tensorParallel) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tensorParallel, tensorParallel: tensorParallel)
         let inputs = setup.inputs(config, world: world)
-        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tensorParallel, inputs: inputs, device: device)
+        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tensorParallel, inputs: inputs,
+                                                      device: device, emulated: emulated)
         let variants = try makeVariants(config, world: world, tensorParallel: tensorParallel, link: link, device: device)
         let samples = try interleavedRounds(variants.count, warmup: setup.warmup, rounds: setup.iterations) { index in
             try measure(variants[index].layer, world, inputs)
@@ -134,7 +140,7 @@ struct LayerBenchOptions: ParsableArguments {
         let report = LayerReport(
             variants: variants.map(\.label), tilings: tilings, engines: engines, samples: samples, config: config, options: setup.flags.options(chunks: 1),
             ranks: world.size, tensorParallel: tensorParallel, clock: device.clock, link: link, calibration: calibration,
-            linkCalibration: calibration.explanation(setup.link), peakRSSKiB: Int(rss), blas: blas,
+            linkCalibration: calibration.explanation(try setup.linkChoice(on: emulated)), peakRSSKiB: Int(rss), blas: blas,
             tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
         return (report, activities)
     }

@@ -25,7 +25,9 @@ struct SweepBench: RankCommand {
     @OptionGroup var options: LayerBenchOptions
     @OptionGroup var runtime: RuntimeOptions
 
-    var linkIsEmulated: Bool { options.setup.link != .native }
+    var linkIsEmulated: Bool { (try? options.setup.linkChoice(on: runtime.device)) != .native }
+
+    func validate() throws { _ = try options.setup.linkChoice(on: runtime.device) }
 
     /// One schedule at one point; sweep.json adds its clock ("device" or "wall").
     struct Row: Encodable {
@@ -70,7 +72,7 @@ struct SweepBench: RankCommand {
             for (label, config) in points(axis, options.setup.moe.config) {
                 guard (try? config.validate(expertParallel: world.size)) != nil else { continue }  // e.g. E not divisible by W
                 let (report, _) = try options.benchmark(config, world: world, tensorParallel: options.setup.tp, device: device,
-                                                        blas: context.blas.summary)
+                                                        emulated: runtime.device, blas: context.blas.summary)
                 for row in report?.rows ?? [] {
                     rows.append(Row(clock: device.clock.name, axis: axis.rawValue, point: label, schedule: row.schedule, total_ms: row.total_ms,
                                     speedup: row.speedup, hidden_fraction: row.hidden_fraction))

@@ -28,7 +28,9 @@ struct TuneBench: RankCommand {
     var table = "tuning.json"
     @OptionGroup var runtime: RuntimeOptions
 
-    var linkIsEmulated: Bool { setup.link != .native }
+    var linkIsEmulated: Bool { (try? setup.linkChoice(on: runtime.device)) != .native }
+
+    func validate() throws { _ = try setup.linkChoice(on: runtime.device) }
 
     func run(on context: RankContext) throws {
         let world = context.world, config = setup.moe.config, device = context.device
@@ -53,7 +55,8 @@ struct TuneBench: RankCommand {
         guard world.size % tp == 0 else { throw InputError("--tp \(tp) must divide the \(world.size) ranks") }
         try config.validate(expertParallel: world.size / tp, tensorParallel: tp)
         let inputs = setup.inputs(config, world: world)
-        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device)
+        let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device,
+                                                      emulated: runtime.device)
         let budget = setup.flags.coresPerRank
         let candidates = WorkloadSplit.candidates(coresPerRank: budget)
         let layers = try candidates.map { split in
@@ -66,7 +69,7 @@ struct TuneBench: RankCommand {
                             coresPerRank: budget, machine: TuningKey.thisMachine(blasCore: blasCore))
         if world.rank == 0 {
             print("tuning \(key) (\(link)): \(candidates.count) candidates x \(setup.iterations) iterations")
-            print("  link calibration: \(calibration.explanation(setup.link))")
+            print("  link calibration: \(calibration.explanation(try setup.linkChoice(on: runtime.device)))")
         }
         let times = try interleaved(layers, world: world, inputs)
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })

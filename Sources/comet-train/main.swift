@@ -49,6 +49,12 @@ struct CometTrain: RankCommand {
     @OptionGroup var layout: LayoutOptions
     @OptionGroup var runtime: RuntimeOptions
 
+    /// With a modelled GPU (--device) rows move on the GPUs' interconnect, else on the native link.
+    var linkIsEmulated: Bool { runtime.device.gpu != nil }
+
+    /// The link the MoE layers' rows move on between `ranks` ranks.
+    func link(ranks: Int) -> LinkModel { runtime.device.gpu?.link(ranks: ranks) ?? .native }
+
     func run(on context: RankContext) throws {
         let world = context.world
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
@@ -76,7 +82,7 @@ struct CometTrain: RankCommand {
         if let tuning {
             let tp = groups.layout.tensorParallel
             let moe = config.moe(tokensPerRank: config.sequencesPerRank(ranks: world.size) * config.sequenceLength)
-            let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: .native,
+            let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: link(ranks: world.size),
                                                          clock: context.device.clock,
                                                          coresPerRank: config.scheduleOptions.coresPerRank,
                                                          tablePath: tuning == "model" ? nil : tuning)
@@ -84,13 +90,13 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
         let directory = URL(fileURLWithPath: directoryPath)
-        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: .native, device: context.device,
+        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: link(ranks: world.size), device: context.device,
                                   runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
             print("comet-train: \(world.size) ranks, layout \(groups.layout), schedule \(config.schedule.rawValue), "
                 + EngineSplit.reportLine([(config.schedule.rawValue, config.scheduleOptions.engines(for: config.schedule))]) + ", "
-                + "\(context.device.clock.timeName); "
+                + "\(context.device.clock.timeName)\(runtime.device.gpu.map { " of \(world.size) modelled \($0.name.uppercased())s" } ?? ""); "
                 + "\(trainer.model.parameters.count) parameters on rank 0; run directory \(directory.path)")
             if let floor = trainer.data.lossFloor(length: config.sequenceLength + 1),
                let unigram = trainer.data.contextFreeLoss(length: config.sequenceLength + 1) {

@@ -1,0 +1,60 @@
+import CometShim
+
+/// What a GEMM or an element-wise kernel costs in device time when a model charges it
+/// instead of the CPU time it used: this host's sampled tables (`HostKernelCosts`) or a
+/// modelled GPU (`CometDevices.GPUKernelCosts`).
+public protocol KernelCosts: Sendable {
+    /// A short name for reports: "host", "h800".
+    var name: String { get }
+    /// Seconds a product of `kind` with `m` rows and reduction length `k` (both positive) costs.
+    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double
+    /// Seconds `elements` elements of the element-wise kernel `kernel` cost, after a call
+    /// that took `measured` thread CPU seconds on this host.
+    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double
+}
+
+/// This host's costs: GEMMs from the sampled table `GEMMCosts.host`, element-wise
+/// kernels at the rates `ElementwiseCosts.host` sampled or read from a table.
+public struct HostKernelCosts: KernelCosts {
+    public init() {}
+    public var name: String { "host" }
+
+    public func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double {
+        GEMMCosts.host.seconds(m: m, k: k, kind)
+    }
+
+    public func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double {
+        ElementwiseCosts.host.seconds(kernel, elements: elements, measured: measured)
+    }
+}
+
+/// Which kernels the process charges from a model, and from which: chosen once by the
+/// launcher, on the main thread before any other thread starts, and read by every
+/// `gemm` and `elementwise` call after. Without a choice every kernel's CPU time is
+/// what it costs (the host device model with measured costs, or the wall clock).
+public enum ModelledKernels {
+    /// The model that charges GEMMs, and whether it charges element-wise kernels too.
+    private struct Choice {
+        let costs: any KernelCosts
+        let elementwise: Bool
+    }
+
+    // Written once before any other thread exists, then only read.
+    nonisolated(unsafe) private static var choice: Choice?
+
+    /// Charges every later GEMM from `costs`, and every element-wise kernel too when
+    /// `elementwise` (the host's CPU ignored). Call once, before starting any thread.
+    public static func start(_ costs: any KernelCosts, elementwise: Bool) {
+        precondition(choice == nil, "the modelled kernels are chosen once")
+        choice = Choice(costs: costs, elementwise: elementwise)
+    }
+
+    /// The model GEMMs are charged from, if any.
+    @inline(__always) static var gemms: (any KernelCosts)? { choice?.costs }
+
+    /// The model element-wise kernels are charged from, if any.
+    @inline(__always) static var elementwise: (any KernelCosts)? { choice?.elementwise == true ? choice?.costs : nil }
+
+    /// The model charging GEMMs, for reports ("host", "h800"); nil when none does.
+    public static var name: String? { choice?.costs.name }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import CometDevices
+import CometKernels
+import CometMoE
+
+/// The emulated device whose costs advance device time (`--device`): this host, or a
+/// modelled GPU (CometDevices: H200 measurements carried to H800 and L20).
+public enum DeviceChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// This host: GEMMs and element-wise kernels at rates sampled here (or the host's
+    /// CPU time), transfers on the run's link.
+    case host
+    case h200, h800, l20
+
+    /// The modelled GPU, nil for the host.
+    public var gpu: GPUModel? { GPUModel.named(rawValue) }
+
+    /// The model that charges kernels on this device: the host's sampled tables, or the GPU's costs.
+    var kernelCosts: any KernelCosts { gpu.map { GPUKernelCosts(gpu: $0) } ?? HostKernelCosts() }
+}
+
+/// A modelled GPU's kernels in device time: a GEMM costs what `GPUModel.gemmSeconds`
+/// says for its m, n and k (measured H200 times, interpolated, carried to the GPU by
+/// its peak ratios); an element-wise kernel reads and writes each element once in
+/// bf16 (4 bytes an element) at the GPU's achieved memory bandwidth, plus a launch.
+/// The host's arithmetic still runs, in Float, so outputs are those of every device.
+struct GPUKernelCosts: KernelCosts {
+    let gpu: GPUModel
+    var name: String { gpu.name }
+
+    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double {
+        gpu.gemmSeconds(m: m, n: kind.n, k: k)
+    }
+
+    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double {
+        gpu.elementwiseSeconds(bytes: 4 * elements)
+    }
+}
+
+extension GPUModel {
+    /// The GPUs' interconnect as an emulated link between `ranks` of them: a transfer
+    /// takes the GPU's latency plus its bytes over a rank pair's share of the achieved
+    /// link bandwidth (each GPU's bandwidth shared by its ranks - 1 peers, as when all
+    /// exchange at once), with bf16 rows: half the bytes comet's Float rows hold.
+    public func link(ranks: Int) -> LinkModel {
+        let pairBandwidth = achievedLinkBandwidth / Double(max(ranks - 1, 1))
+        return LinkModel(name: name, latency: transferLatency, bandwidth: 2 * pairBandwidth)
+    }
+}

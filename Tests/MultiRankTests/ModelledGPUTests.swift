@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+
+/// Runs on a modelled GPU (`--device h800`): every kernel and transfer costs what the
+/// GPU's model says, so the layer bench repeats its device times to the last bit and
+/// reports the GPU's time scale; the data are the host's arithmetic, the same as on the
+/// host device; wrong combinations of flags get one line.
+final class ModelledGPUTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-gpu-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    /// `comet-bench layer` at a small shape with `flags`: the rows of its JSON by schedule.
+    private func layer(_ name: String, _ flags: [String]) throws -> [String: [String: Any]] {
+        let json = directory.appendingPathComponent("\(name).json")
+        let job = try MPIJob.run(ranks: 8, "comet-bench", [
+            "layer", "--tokens", "256", "--model-width", "256", "--hidden-width", "512", "--iterations", "1", "--warmup", "0",
+            "--schedule", "sequential", "--schedule", "comet", "--schedule", "comet-rows", "--json", json.path,
+        ] + flags)
+        XCTAssertEqual(job.status, 0, job.transcript)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        let rows = report["schedules"] as! [[String: Any]]
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0["schedule"] as! String, $0) })
+    }
+
+    func testLayerOnModelledH800RepeatsAndKeepsTheHostsData() throws {
+        let first = try layer("h800-1", ["--device", "h800"]), second = try layer("h800-2", ["--device", "h800"])
+        for schedule in ["sequential", "comet", "comet-rows"] {
+            for key in ["forward_ms", "total_ms", "comm_ms", "gemm_ms", "output_digest"] {
+                XCTAssertEqual("\(first[schedule]![key]!)", "\(second[schedule]![key]!)", "\(schedule): \(key)")
+            }
+        }
+        // An H800's expert GEMMs at this shape take microseconds; this host's take milliseconds.
+        let total = first["sequential"]!["total_ms"] as! Double
+        XCTAssertLessThan(total, 2, "sequential's forward + backward on 8 modelled H800s")
+        let host = try layer("host", ["--link", "native"])
+        XCTAssertEqual(first["sequential"]!["output_digest"] as? String, host["sequential"]!["output_digest"] as? String)
+    }
+
+    func testTrainingOnModelledH800HasTheHostsLosses() throws {
+        func train(_ name: String, _ flags: [String]) throws -> (losses: [Double], seconds: Double) {
+            let run = directory.appendingPathComponent(name)
+            let job = try MPIJob.run(ranks: 8, "comet-train", ["--progress", "lines", "--steps", "4", "--schedule", "sequential",
+                                                              "--out", run.path] + flags)
+            XCTAssertEqual(job.status, 0, job.transcript)
+            let losses = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double }
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("summary.json")))
+            return (losses, (summary as! [String: Any])["seconds"] as! Double)
+        }
+        let (h800, host) = (try train("h800", ["--device", "h800"]), try train("host", []))
+        XCTAssertEqual(h800.losses, host.losses)
+        XCTAssertLessThan(h800.seconds, host.seconds / 2, "8 modelled H800s against this host's device time")
+    }
+
+    func testWrongCombinationsGetOneLine() throws {
+        let cases: [([String], String)] = [
+            (["layer", "--device", "h800", "--clock", "wall"], "--device h800 charges every kernel from the GPU's model"),
+            (["layer", "--link", "device"], "--link device is a modelled GPU's interconnect"),
+            (["layer", "--device", "l20", "--link", "h800"], "with --device l20 the GEMMs are the GPU's: use --link device"),
+        ]
+        for (arguments, message) in cases {
+            let job = try MPIJob.run(ranks: 2, "comet-bench", arguments, timeout: 120)
+            XCTAssertNotEqual(job.status, 0, job.transcript)
+            XCTAssertEqual(job.errorLines(containing: message), 1, job.transcript)
+        }
+    }
+}
