@@ -70,9 +70,10 @@ public final class CometSchedule: MoESchedule {
         tensorParallel: Int, forcePutGet: Bool
     ) throws {
         (self.options, self.layer1, self.link, self.device) = (options, layer1, link, device)
-        engines = options.engines(for: layer1 == .columns ? .comet : .cometRows)
+        let kind: ScheduleKind = layer1 == .columns ? .comet : .cometRows
+        engines = options.engines(for: kind)
         let n = config.modelWidth
-        tileRows = options.tileRows(for: link.model)
+        tileRows = options.tileRows(for: link.model, kind: kind)
         blocks = layer1.blocks(options, link: link.model, modelWidth: n)
         buffers = ExpertBuffers(modelWidth: n, hiddenWidth: config.hiddenWidth, activation: config.activation)
         let layout = WindowLayout(capacity: config.tokensPerRank * config.topK, modelWidth: n, ranks: group.size,

@@ -109,7 +109,7 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public var commThreads: Int?
     /// Comet's GEMM engines; nil: what the communicators leave of the budget.
     public var gemmThreads: Int?
-    /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tileRows(for:)`).
+    /// Rows per layer0 transfer tile (comet); nil: chosen by the link (`tileRows(for:kind:)`).
     public var tileRows: Int?
     /// Columns per layer1 column block (comet); nil: chosen by the link.
     public var blockColumns: Int?
@@ -142,19 +142,24 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public static let wholeSegments = 1 << 20
     /// Landed layer0 tiles one GEMM may take at once (comet), and what the cost model assumes.
     public static let tilesPerGEMM = 8
-    /// Tile rows when the link chooses them on an emulated link.
-    static let emulatedTileRows = 64
+    /// Tile rows when the link chooses them on an emulated link, by schedule. comet:
+    /// 32, so that rows land often enough to keep its GEMM engine busy through layer0
+    /// (with 64-row tiles it waited 3.6 ms for the third round of tiles at the default
+    /// shape on `balanced`). comet-rows: 64, whose GEMM2s and pushes follow each
+    /// landed group, so that finer tiles cost it more than they save (32: 74.2 ms
+    /// forward against 70.9).
+    static func emulatedTileRows(for kind: ScheduleKind) -> Int { kind == .comet ? 32 : 64 }
     /// Block columns when the link chooses them on an emulated link. Narrower
     /// blocks cost CPU: every block's GEMM repacks all of the expert's rows, so
     /// 256 measured 3% to 7% faster than 128 at the default shape (the tuner's
     /// choice at every layout).
     static let emulatedBlockColumns = 256
 
-    /// Layer0's transfer tile rows on `link`: those set, or else 64, or whole
-    /// segments on a native link, where there is nothing to hide (the fewest, most
-    /// efficient GEMMs).
-    public func tileRows(for link: LinkModel) -> Int {
-        tileRows ?? (link.isNative ? Self.wholeSegments : Self.emulatedTileRows)
+    /// Layer0's transfer tile rows for a schedule of `kind` on `link`: those set, or
+    /// else `emulatedTileRows(for:)`, or whole segments on a native link, where there
+    /// is nothing to hide (the fewest, most efficient GEMMs).
+    public func tileRows(for link: LinkModel, kind: ScheduleKind) -> Int {
+        tileRows ?? (link.isNative ? Self.wholeSegments : Self.emulatedTileRows(for: kind))
     }
 
     /// Layer1's column blocks of `0..<modelWidth` on `link`: blocks of the size set

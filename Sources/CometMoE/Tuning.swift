@@ -19,9 +19,9 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
     }
 
     /// What comet uses when nothing is tuned on an emulated link: one communicator and
-    /// the rest of the `coresPerRank` engines GEMM engines, 64-row tiles, 256-column blocks.
+    /// the rest of the `coresPerRank` engines GEMM engines, 32-row tiles, 256-column blocks.
     public static func fixedDefault(coresPerRank: Int) -> WorkloadSplit {
-        WorkloadSplit(commThreads: 1, gemmThreads: coresPerRank - 1, tileRows: ScheduleOptions.emulatedTileRows,
+        WorkloadSplit(commThreads: 1, gemmThreads: coresPerRank - 1, tileRows: ScheduleOptions.emulatedTileRows(for: .comet),
                       blockColumns: ScheduleOptions.emulatedBlockColumns)
     }
 
@@ -252,16 +252,18 @@ struct CostModel {
         let blocks = Double((n + split.blockColumns - 1) / split.blockColumns)
         let first = max(1, split.blockColumns / 4)  // blocks ramp up from a quarter (`rampedTiles`)
         let wakeUps = (tiles + blocks) * 1e-3 * max(0, load - 1) / 4 / Double(split.commThreads)
-        // Layer0 GEMMs run on up to `tilesPerGEMM` landed tiles at once.
-        let merged = min(rows, ScheduleOptions.tilesPerGEMM * tile)
-        let up = gemm(merged, upWidth, n, count: Double(rows) / Double(merged))
-        let down = gemm(rows, split.blockColumns, k, count: Double(n) / Double(split.blockColumns))
+        // Layer0 GEMMs run on up to `tilesPerGEMM` landed tiles at once, and layer1's
+        // column blocks in row tiles of as many rows (`ColumnBlocks`).
+        let merged = min(rows, ScheduleOptions.tilesPerGEMM * tile), rowTiles = Double(rows) / Double(merged)
+        let up = gemm(merged, upWidth, n, count: rowTiles)
+        func blockGEMMs(_ columns: Int, _ kk: Int, count: Double) -> Double { gemm(merged, columns, kk, count: count * rowTiles) }
+        let down = blockGEMMs(split.blockColumns, k, count: Double(n) / Double(split.blockColumns))
         let forward = max(exchange, up) + transfer(rows: tile, columns: n) + gemm(tile, upWidth, n)
-            + max(exchange, down) + gemm(rows, first, k) + transfer(rows: perPeer, columns: first)
-        let dgradDown = gemm(merged, k, n, count: Double(rows) / Double(merged))
+            + max(exchange, down) + blockGEMMs(first, k, count: 1) + transfer(rows: perPeer, columns: first)
+        let dgradDown = gemm(merged, k, n, count: rowTiles)
         let backward = max(exchange, 2 * dgradDown) + transfer(rows: tile, columns: n) + 2 * gemm(tile, k, n)
-            + max(exchange, 2 * gemm(rows, split.blockColumns, upWidth, count: Double(n) / Double(split.blockColumns)))
-            + gemm(rows, first, upWidth) + transfer(rows: perPeer, columns: first)
+            + max(exchange, 2 * blockGEMMs(split.blockColumns, upWidth, count: Double(n) / Double(split.blockColumns)))
+            + blockGEMMs(first, upWidth, count: 1) + transfer(rows: perPeer, columns: first)
         return forward + backward + 2 * wakeUps
     }
 }

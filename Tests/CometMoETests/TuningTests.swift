@@ -29,7 +29,7 @@ final class TuningTests: XCTestCase {
         XCTAssertEqual(four.count, 3 * 12)
         XCTAssertTrue(four.allSatisfy { $0.coresPerRank == 4 })
         XCTAssertEqual(WorkloadSplit.fixedDefault(coresPerRank: 4),
-                       WorkloadSplit(commThreads: 1, gemmThreads: 3, tileRows: 64, blockColumns: 256))
+                       WorkloadSplit(commThreads: 1, gemmThreads: 3, tileRows: 32, blockColumns: 256))
         XCTAssertTrue(four.contains(.fixedDefault(coresPerRank: 4)))
     }
 
