@@ -41,3 +41,19 @@ func printBoundShares(
         if let line = after[schedule] { print(line) }
     }
 }
+
+/// The unit a report prints times in: ms, or us when its longest time is under 10 ms
+/// (a modelled GPU at a shape this host can compute), so that figures keep their digits.
+struct TimeUnit {
+    /// "ms" or "us": two letters either way, so columns keep their widths.
+    let name: String
+    /// This unit's figures per millisecond.
+    let perMillisecond: Double
+
+    init(longestMilliseconds longest: Double) {
+        (name, perMillisecond) = longest < 10 ? ("us", 1e3) : ("ms", 1)
+    }
+
+    /// `milliseconds` in this unit.
+    func callAsFunction(_ milliseconds: Double) -> Double { milliseconds * perMillisecond }
+}

@@ -169,47 +169,50 @@ struct LayerReport {
             BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape
             medians of \(samples.first?.count ?? 0) iterations, forward + backward:
             """)
-        Swift.print("schedule          forward ms  backward ms  total ms  comm ms  gemm ms  speedup  hidden  GEMM GFLOP/s/thread")
+        let u = TimeUnit(longestMilliseconds: rows.map(\.total_ms).max() ?? 0), n = u.name
+        Swift.print("schedule          forward \(n)  backward \(n)  total \(n)  comm \(n)  gemm \(n)  speedup  hidden  GEMM GFLOP/s/thread")
         for row in rows {
             Swift.print(padded(row.schedule, 16) + String(
                 format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",
-                row.forward_ms, row.backward_ms, row.total_ms, row.comm_ms, row.gemm_ms, row.speedup,
+                u(row.forward_ms), u(row.backward_ms), u(row.total_ms), u(row.comm_ms), u(row.gemm_ms), row.speedup,
                 100 * row.hidden_fraction, row.gemm_gflops_per_thread, 100 * row.gemm_gflops_per_thread / tileGFLOPs, tileGFLOPs))
         }
         if let sequential = rows.first(where: { $0.schedule == "sequential" }) {
             Swift.print(String(format: """
-                sequential's forward: communication %.1f ms (%.0f%% of its %.1f ms; Megatron's in the paper: 47%%), expert GEMMs %.1f ms, \
-                the busiest link's dispatch + combine %.1f ms
-                """, sequential.forward_comm_ms, 100 * sequential.forward_comm_ms / sequential.forward_ms, sequential.forward_ms,
-                sequential.forward_gemm_ms, link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3))
+                sequential's forward: communication %.1f %@ (%.0f%% of its %.1f %@; Megatron's in the paper: 47%%), expert GEMMs \
+                %.1f %@, the busiest link's dispatch + combine %.1f %@
+                """, u(sequential.forward_comm_ms), n, 100 * sequential.forward_comm_ms / sequential.forward_ms,
+                u(sequential.forward_ms), n, u(sequential.forward_gemm_ms), n,
+                u(link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3), n))
         }
         if let bound {
             Swift.print(String(format: """
-                bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f ms forward + %.1f ms \
-                backward, %.2fx, hiding %.0f%%
-                """, bound.forward_ms, bound.backward_ms, bound.speedup, 100 * bound.hidden_fraction))
-            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup, after: structureLines)
+                bound for any schedule (the busiest link's transfers and sequential's other work, perfectly overlapped): %.1f %@ forward + \
+                %.1f %@ backward, %.2fx, hiding %.0f%%
+                """, u(bound.forward_ms), n, u(bound.backward_ms), n, bound.speedup, 100 * bound.hidden_fraction))
+            printBoundShares(rows.map { ($0.schedule, $0.speedup) }, bound: bound.speedup, after: structureLines(u))
         }
         if let tracing {
-            Swift.print(String(format: "comet traced %.1f ms, untraced %.1f ms (%+.1f%%): recording the timeline for traces",
-                               tracing.traced_ms, tracing.untraced_ms, 100 * (tracing.traced_ms / tracing.untraced_ms - 1)))
+            Swift.print(String(format: "comet traced %.1f %@, untraced %.1f %@ (%+.1f%%): recording the timeline for traces",
+                               u(tracing.traced_ms), n, u(tracing.untraced_ms), n, 100 * (tracing.traced_ms / tracing.untraced_ms - 1)))
         }
         Swift.print("peak RSS per rank: \(peakRSSKiB / 1024) MiB")
     }
 }
 
 extension LayerReport {
-    /// The lines that follow each comet row's share of the bound: its structure's bound, if it has one.
-    var structureLines: [String: String] {
+    /// The lines that follow each comet row's share of the bound: its structure's bound,
+    /// if it has one, in `u`.
+    func structureLines(_ u: TimeUnit) -> [String: String] {
         Dictionary(uniqueKeysWithValues: rows.compactMap { row in
             row.structure_bound.map { bound in
                 (row.schedule, String(format: """
                     bound for %@'s structure (layer1 after layer0: max(work before the first GEMM + layer0's GEMMs, the last \
                     dispatch arrival) + max(layer1's GEMMs + the last block's push, the first block + the busiest link's combine) \
-                    + the last reduce, the worst rank): %.1f ms forward, %.2fx; %@ reaches %.0f%% of it; \
-                    %.1f ms backward, %.2fx; %@ reaches %.0f%% of it
-                    """, row.schedule, bound.forward_ms, bound.forward_speedup, row.schedule, 100 * bound.forward_share,
-                    bound.backward_ms, bound.backward_speedup, row.schedule, 100 * bound.backward_share))
+                    + the last reduce, the worst rank): %.1f %@ forward, %.2fx; %@ reaches %.0f%% of it; \
+                    %.1f %@ backward, %.2fx; %@ reaches %.0f%% of it
+                    """, row.schedule, u(bound.forward_ms), u.name, bound.forward_speedup, row.schedule, 100 * bound.forward_share,
+                    u(bound.backward_ms), u.name, bound.backward_speedup, row.schedule, 100 * bound.backward_share))
             }
         })
     }
@@ -218,12 +221,13 @@ extension LayerReport {
     static func printLayoutSummary(_ reports: [LayerReport]) {
         guard let first = reports.first else { return }
         Swift.print("speedup over sequential, forward + backward, by layout:")
-        Swift.print(padded("layout", 12) + padded("sequential ms", 15) + first.variants.map { padded($0, 14) }.joined())
+        let u = TimeUnit(longestMilliseconds: reports.flatMap { $0.rows.map(\.total_ms) }.max() ?? 0)
+        Swift.print(padded("layout", 12) + padded("sequential \(u.name)", 15) + first.variants.map { padded($0, 14) }.joined())
         for report in reports {
             let rows = report.rows
             let sequential = rows.first { $0.schedule == "sequential" }?.total_ms ?? .nan
             Swift.print(padded("EP=\(report.ranks / report.tensorParallel) TP=\(report.tensorParallel)", 12)
-                + padded(String(format: "%.1f", sequential), 15)
+                + padded(String(format: "%.1f", u(sequential)), 15)
                 + rows.map { padded(String(format: "%.2fx", $0.speedup), 14) }.joined())
         }
     }
