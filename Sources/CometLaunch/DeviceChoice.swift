@@ -37,12 +37,13 @@ struct GPUKernelCosts: KernelCosts {
 }
 
 extension GPUModel {
-    /// The GPUs' interconnect as an emulated link between `ranks` of them: a transfer
-    /// takes the GPU's latency plus its bytes over a rank pair's share of the achieved
-    /// link bandwidth (each GPU's bandwidth shared by its ranks - 1 peers, as when all
-    /// exchange at once), with bf16 rows: half the bytes comet's Float rows hold.
-    public func link(ranks: Int) -> LinkModel {
-        let pairBandwidth = achievedLinkBandwidth / Double(max(ranks - 1, 1))
-        return LinkModel(name: name, latency: transferLatency, bandwidth: 2 * pairBandwidth)
+    /// The GPUs' interconnect as an emulated link: a transfer takes the GPU's latency
+    /// plus its bytes over the achieved link bandwidth of the GPU's port, each
+    /// direction a queue (`perPort`: whichever peer the bytes go to or come from), with
+    /// bf16 rows: half the bytes comet's Float rows hold. So a transfer from one peer
+    /// at a time runs at the port's full rate, as comet's pulls do on NVLink, and an
+    /// all-to-all's shares of the port add up.
+    public var link: LinkModel {
+        LinkModel(name: name, latency: transferLatency, bandwidth: 2 * achievedLinkBandwidth, queues: .perPort)
     }
 }

@@ -74,7 +74,7 @@ enum AllToAll {
         let starts = link.clock.isPerRank ? try group.allGather([now]) : [Double](repeating: now, count: group.size)
         let arrivals = (0..<group.size).map { peer in
             link.book(bytes: max(sendCounts[peer], receiveCounts[peer]) * rowBytes, peer: peer, isSelf: peer == group.rank,
-                      at: max(now, starts[peer]))
+                      at: max(now, starts[peer]), .both)
         }
         try group.allToAllV(
             UnsafeBufferPointer(start: send.base, count: send.rows * n),

@@ -74,7 +74,7 @@ final class CometPass: Sendable {
         let start = clock.stamp()
         try link.copy { try window.pull(tile, into: steps.received) }
         if lastTask[tile.source] == task { try window.finishedPulling(from: tile.source) }
-        let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank, at: start)
+        let arrival = link.book(bytes: bytes, peer: tile.source, isSelf: tile.source == plan.rank, at: start, .inbound)
         timeline.recordTransfer(thread: thread, start: start, end: arrival,
                                 "pull \(tile.rows.count) rows from rank \(tile.source)",
                                 ["half": "layer0", "peer": "\(tile.source)", "expert": "\(tile.expert)", "rows": "\(tile.rows)",
@@ -88,7 +88,7 @@ final class CometPass: Sendable {
         let start = clock.stamp()
         try link.copy { try window.push(steps.results, tiles, to: home, region: plan.returnSlot(from: plan.rank), columns: columns) }
         let bytes = tiles.reduce(0) { $0 + $1.rows.count } * columns.count * MemoryLayout<Float>.stride
-        let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank, at: start)
+        let arrival = link.book(bytes: bytes, peer: home, isSelf: home == plan.rank, at: start, .outbound)
         timeline.recordTransfer(thread: thread, start: start, end: arrival, label,
                                 ["half": "layer1", "peer": "\(home)", "columns": "\(columns)", "bytes": "\(bytes)"])
         return arrival

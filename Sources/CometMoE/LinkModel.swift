@@ -4,21 +4,36 @@ import Foundation
 import Synchronization
 
 /// The emulated interconnect: every transfer between two ranks takes
-/// `latency + bytes / bandwidth`, on a link per ordered rank pair. Data moves at
-/// memory speed; the receiver sees it only once the link model says it arrived,
-/// and a thread waiting for that sleeps (it burns no CPU). All schedules use the
-/// same link, so their times compare.
+/// `latency + bytes / bandwidth`, queued on a link per rank pair or on the rank's
+/// port (`Queues`). Data moves at memory speed; the receiver sees it only once the
+/// link model says it arrived, and a thread waiting for that sleeps (it burns no
+/// CPU). All schedules use the same link, so their times compare.
 public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     public var name: String
     /// Seconds from the start of a transfer to its first byte.
     public var latency: Double
-    /// Bytes per second on one rank pair; infinite for `native`.
+    /// Bytes per second on one queue (a rank pair's link, or a port's direction);
+    /// infinite for `native`.
     public var bandwidth: Double
+    /// What a rank's transfers queue on.
+    public var queues: Queues
 
-    public init(name: String, latency: Double, bandwidth: Double) {
+    /// What a rank's transfers queue on.
+    public enum Queues: String, Sendable, Codable {
+        /// A link per rank pair, both directions on one queue (the calibrated links):
+        /// transfers to different peers overlap.
+        case perPeer
+        /// The rank's own port, a queue per direction (a GPU's NVLink or PCIe): every
+        /// transfer in, from whichever peer, queues on one, every transfer out on the
+        /// other. Contention at the far end is not modelled.
+        case perPort
+    }
+
+    public init(name: String, latency: Double, bandwidth: Double, queues: Queues = .perPeer) {
         self.name = name
         self.latency = latency
         self.bandwidth = bandwidth
+        self.queues = queues
     }
 
     /// No pacing: transfers take what the memory copy takes.
@@ -48,8 +63,8 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     }
 
     /// Seconds the busiest link needs for one pass: a dispatch and a combine of the
-    /// busiest rank pair's `bytes` (see `balanced`).
-    public func passTime(busiestPairBytes bytes: Int) -> Double { 2 * transferTime(bytes: bytes) }
+    /// busiest link's `bytes` (a rank pair's, or a port's: `RoutingPlan.busiestLinkRows`).
+    public func passTime(busiestLinkBytes bytes: Int) -> Double { 2 * transferTime(bytes: bytes) }
 
     /// Seconds the link needs for `bytes` (0 for nothing sent).
     public func transferTime(bytes: Int) -> Double {
@@ -64,7 +79,8 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var description: String {
         isNative ? "native (no pacing)"
-            : String(format: "%@ (latency %.0f us, %.3g MB/s per rank pair)", name, latency * 1e6, bandwidth / 1e6)
+            : String(format: "%@ (latency %.0f us, %.3g MB/s %@)", name, latency * 1e6, bandwidth / 1e6,
+                     queues == .perPeer ? "per rank pair" : "per port and direction")
     }
 }
 
@@ -97,12 +113,19 @@ public struct DevicePreset: Sendable {
     }
 }
 
-/// When each of this rank's links is free again, on the rank's clock. A transfer
-/// on a busy link queues behind the one before it; transfers on different links
-/// overlap. On a device clock the rank's engines run in time order, so transfers
-/// are booked in the order of their start times. Both directions between two ranks share one queue: comet's pulls from
-/// a peer and its pushes back to it, and an all-to-all's rows each way.
+/// When each of this rank's link queues is free again, on the rank's clock. A
+/// transfer on a busy queue waits behind the one before it; transfers on different
+/// queues overlap. On a device clock the rank's engines run in time order, so
+/// transfers are booked in the order of their start times. Per peer, both
+/// directions between two ranks share one queue: comet's pulls from a peer and its
+/// pushes back to it, and an all-to-all's rows each way. Per port, pulls queue on
+/// the way in, pushes on the way out, and an all-to-all's rows on both.
 public final class LinkClock: Sendable {
+    /// Which way a transfer goes, for queues per port.
+    public enum Direction {
+        case inbound, outbound, both
+    }
+
     public let model: LinkModel
     public let clock: any Clock
     private let busyUntil: Mutex<[Double]>
@@ -110,7 +133,7 @@ public final class LinkClock: Sendable {
     public init(model: LinkModel, ranks: Int, clock: any Clock) {
         self.model = model
         self.clock = clock
-        busyUntil = Mutex([Double](repeating: 0, count: ranks))
+        busyUntil = Mutex([Double](repeating: 0, count: model.queues == .perPeer ? ranks : 2))
     }
 
     /// Runs the memory copy that moves a transfer booked on this link. On the native
@@ -121,15 +144,22 @@ public final class LinkClock: Sendable {
         model.isNative ? try body() : try chargeAsWaiting(body)
     }
 
-    /// Books `bytes` on the link to or from `peer`, a transfer that started at `start`;
-    /// returns when they arrive. Transfers to oneself are free. On the native link the
-    /// caller's copy is the transfer, so the bytes arrive when it has copied them: now.
-    public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double) -> Double {
+    /// Books `bytes` going `direction` on the link to or from `peer`, a transfer that
+    /// started at `start`; returns when they arrive. Transfers to oneself are free. On
+    /// the native link the caller's copy is the transfer, so the bytes arrive when it
+    /// has copied them: now.
+    public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double, _ direction: Direction) -> Double {
         if model.isNative { return clock.stamp() }
         guard !isSelf, bytes > 0 else { return start }
+        let queues = switch (model.queues, direction) {
+        case (.perPeer, _): [peer]
+        case (.perPort, .inbound): [0]
+        case (.perPort, .outbound): [1]
+        case (.perPort, .both): [0, 1]
+        }
         return busyUntil.withLock { busy in
-            let sending = max(start, busy[peer])
-            busy[peer] = sending + Double(bytes) / model.bandwidth
+            let sending = queues.reduce(start) { max($0, busy[$1]) }
+            for queue in queues { busy[queue] = sending + Double(bytes) / model.bandwidth }
             return sending + model.latency + Double(bytes) / model.bandwidth
         }
     }

@@ -167,6 +167,16 @@ public struct RoutingPlan: Sendable {
         (0..<ranks).filter { $0 != rank }.map { max(sendRange(destination: $0).count, receiveCount(source: $0)) }.max() ?? 0
     }
 
+    /// Rows this rank's busiest link queue carries in one exchange: the busiest rank
+    /// pair's (`perPeer`), or all it sends or receives, whichever is more (`perPort`).
+    public func busiestLinkRows(_ queues: LinkModel.Queues) -> Int {
+        let others = (0..<ranks).filter { $0 != rank }
+        return switch queues {
+        case .perPeer: busiestPairRows
+        case .perPort: max(others.reduce(0) { $0 + sendRange(destination: $1).count }, others.reduce(0) { $0 + receiveCount(source: $1) })
+        }
+    }
+
     /// Rows this rank receives from `source`, all experts together.
     public func receiveCount(source: Int) -> Int {
         (0..<expertsPerRank).reduce(0) { $0 + receiveCounts[source * expertsPerRank + $1] }

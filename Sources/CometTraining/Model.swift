@@ -78,10 +78,10 @@ public final class MoETransformer {
         }
     }
 
-    /// Per block: bytes of the busiest rank pair's exchange (either direction) in its
-    /// last forward; a backward exchanges as many.
-    public var busiestPairBytes: [Int] {
-        moe.map { ($0.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride }
+    /// Per block: bytes of this rank's busiest link queue (`queues`) in the block's
+    /// last forward exchange; a backward exchanges as many.
+    public func busiestLinkBytes(_ queues: LinkModel.Queues) -> [Int] {
+        moe.map { ($0.lastPlan?.busiestLinkRows(queues) ?? 0) * config.modelWidth * MemoryLayout<Float>.stride }
     }
 
     /// What one forward pass measured on this rank.

@@ -61,9 +61,10 @@ struct BenchSetup: ParsableArguments {
             return Calibration.Sample(
                 forwardGEMMSeconds: Timeline.busySeconds(.gemm, in: forward),
                 passGEMMSeconds: Timeline.busySeconds(.gemm, in: activities), flops: activities.reduce(0) { $0 + $1.flops },
-                busiestPairBytes: (layer.lastPlan?.busiestPairRows ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
+                busiestPairBytes: (layer.lastPlan?.busiestLinkRows(.perPeer) ?? 0) * config.modelWidth * MemoryLayout<Float>.stride,
+                busiestPortBytes: (layer.lastPlan?.busiestLinkRows(.perPort) ?? 0) * config.modelWidth * MemoryLayout<Float>.stride)
         }
-        return (calibration.link(choice, device: emulated, ranks: world.size), calibration)
+        return (calibration.link(choice, device: emulated), calibration)
     }
 
     /// Seconds of one forward and backward between barriers (slowest rank), on the layer's clock.

@@ -55,6 +55,9 @@ struct Calibration: Codable {
     let passGEMMSeconds: Double
     /// Bytes of the busiest rank pair's exchange (either direction), the most of any layer.
     let busiestPairBytes: Int
+    /// Bytes of the busiest rank's exchange, all it sends or all it receives, whichever
+    /// is more, the most of any layer: what a port carries (`LinkModel.Queues.perPort`).
+    let busiestPortBytes: Int
     /// One rank's GEMM FLOP/s.
     let rankFLOPs: Double
     /// MoE layers measured; each makes a dispatch and a combine per pass.
@@ -67,34 +70,39 @@ struct Calibration: Codable {
         /// GEMM FLOPs of the forward and backward.
         let flops: Double
         let busiestPairBytes: Int
+        let busiestPortBytes: Int
     }
 
     /// Runs `sample` three times and keeps the medians of the slowest rank's GEMM
     /// seconds. Collective.
     static func measure(_ world: Communicator, moeLayers: Int, _ sample: () throws -> Sample) throws -> Calibration {
-        var forward: [Double] = [], pass: [Double] = [], flops = 0.0, bytes = 0
+        var forward: [Double] = [], pass: [Double] = [], flops = 0.0, bytes = [Int64](repeating: 0, count: 2)
         for _ in 0..<3 {
             let measured = try sample()
             var seconds = [measured.forwardGEMMSeconds, measured.passGEMMSeconds]
             try world.allReduce(&seconds, .max)
             forward.append(seconds[0])
             pass.append(seconds[1])
-            (flops, bytes) = (measured.flops, measured.busiestPairBytes)
+            (flops, bytes) = (measured.flops, [Int64(measured.busiestPairBytes), Int64(measured.busiestPortBytes)])
         }
         let passGEMMSeconds = median(pass)
+        try world.allReduce(&bytes, .max)
         return Calibration(forwardGEMMSeconds: median(forward), passGEMMSeconds: passGEMMSeconds,
-                           busiestPairBytes: Int(try world.allReduce(Int64(bytes), .max)),
+                           busiestPairBytes: Int(bytes[0]), busiestPortBytes: Int(bytes[1]),
                            rankFLOPs: try world.allReduce(flops, .max) / passGEMMSeconds, moeLayers: moeLayers)
     }
+
+    /// Bytes of the busiest of `queues` in one exchange.
+    func busiestLinkBytes(_ queues: LinkModel.Queues) -> Int { queues == .perPeer ? busiestPairBytes : busiestPortBytes }
 
     /// The link `choice` names: `balanced` so that the busiest pair's forward
     /// exchanges (a dispatch and a combine per MoE layer) take as long as the forward
     /// GEMMs, `balanced-pass` so that those of both passes take as long as the GEMMs of
     /// both; the GPU presets scaled to this machine's GEMM speed.
-    func link(_ choice: LinkChoice, device: DeviceChoice, ranks: Int) -> LinkModel {
+    func link(_ choice: LinkChoice, device: DeviceChoice) -> LinkModel {
         switch choice {
         case .native: .native
-        case .device: device.gpu!.link(ranks: ranks)
+        case .device: device.gpu!.link
         case .balanced:
             .balanced(gemmSeconds: forwardGEMMSeconds, busiestPairBytes: busiestPairBytes, exchanges: 2 * moeLayers,
                       name: choice.rawValue)

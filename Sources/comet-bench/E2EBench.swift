@@ -106,9 +106,9 @@ struct E2EBench: RankCommand {
             config.steps = max(config.steps, warmup + iterations + 3)
             return try Trainer(config: config, dataPath: nil, groups: groups, link: link, device: device, runDirectory: nil, resume: nil)
         }
-        let (model, calibration, pairBytes) = try calibrate(base, world: world) { try trainer(.sequential, link: .native) }
+        let (model, calibration, linkBytes) = try calibrate(base, world: world) { try trainer(.sequential, link: .native) }
         // Per step, each block's busiest links carry two passes, each a dispatch and a combine.
-        let linkMS = pairBytes.reduce(0) { $0 + 2 * model.passTime(busiestPairBytes: $1) } * 1e3
+        let linkMS = linkBytes.reduce(0) { $0 + 2 * model.passTime(busiestLinkBytes: $1) } * 1e3
         let cores = device.clock.isPerRank ? nil : try world.coreCount()
         let trainers = try schedule.map { try trainer($0, link: model) }
         let syncMS = (trainers.first?.model.syncGradientsCost ?? 0) * 1e3
@@ -206,23 +206,28 @@ struct E2EBench: RankCommand {
 
     /// The `--link` model, calibrated on sequential's training steps: the MoE GEMM
     /// time of a step's forward and of the whole step (slowest rank) against every
-    /// block's busiest rank pair; also each block's busiest pair bytes. Collective.
+    /// block's busiest rank pair; also each block's bytes on the model's busiest link
+    /// queue. Collective.
     private func calibrate(
         _ base: TrainConfig, world: Communicator, _ sequential: () throws -> Trainer
-    ) throws -> (LinkModel, Calibration, pairBytes: [Int]) {
+    ) throws -> (LinkModel, Calibration, linkBytes: [Int]) {
         let trainer = try sequential()
-        var pairBytes: [Int64] = []
+        var pairBytes: [Int64] = [], portBytes: [Int64] = []
         let calibration = try Calibration.measure(world, moeLayers: base.layers) {
             _ = try trainer.step()
-            pairBytes = trainer.model.busiestPairBytes.map { Int64($0) }
+            pairBytes = trainer.model.busiestLinkBytes(.perPeer).map { Int64($0) }
+            portBytes = trainer.model.busiestLinkBytes(.perPort).map { Int64($0) }
             let moe = trainer.lastStepActivities.filter { !$0.phase.hasSuffix(" dense") }
             let forward = moe.filter { $0.phase.hasSuffix(" forward") }.map(\.activity)
             return Calibration.Sample(
                 forwardGEMMSeconds: Timeline.busySeconds(.gemm, in: forward),
                 passGEMMSeconds: Timeline.busySeconds(.gemm, in: moe.map(\.activity)),
-                flops: moe.reduce(0) { $0 + $1.activity.flops }, busiestPairBytes: Int(pairBytes.max() ?? 0))
+                flops: moe.reduce(0) { $0 + $1.activity.flops }, busiestPairBytes: Int(pairBytes.max() ?? 0),
+                busiestPortBytes: Int(portBytes.max() ?? 0))
         }
-        try world.allReduce(&pairBytes, .max)
-        return (calibration.link(try linkChoice, device: runtime.device, ranks: world.size), calibration, pairBytes.map { Int($0) })
+        let model = calibration.link(try linkChoice, device: runtime.device)
+        var bytes = model.queues == .perPeer ? pairBytes : portBytes
+        try world.allReduce(&bytes, .max)
+        return (model, calibration, bytes.map { Int($0) })
     }
 }

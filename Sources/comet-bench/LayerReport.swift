@@ -151,7 +151,7 @@ struct LayerReport {
 
     var bound: Bound? {
         guard let sequential = rows.first(where: { $0.schedule == "sequential" }) else { return nil }
-        let linkMS = link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3
+        let linkMS = link.passTime(busiestLinkBytes: calibration.busiestLinkBytes(link.queues)) * 1e3
         let forward = max(linkMS, sequential.forward_ms - linkMS), backward = max(linkMS, sequential.backward_ms - linkMS)
         return Bound(forward_ms: forward, backward_ms: backward, speedup: sequential.total_ms / (forward + backward),
                      hidden_fraction: (sequential.total_ms - forward - backward) / sequential.comm_ms)
@@ -183,7 +183,7 @@ struct LayerReport {
                 %.1f %@, the busiest link's dispatch + combine %.1f %@
                 """, u(sequential.forward_comm_ms), n, 100 * sequential.forward_comm_ms / sequential.forward_ms,
                 u(sequential.forward_ms), n, u(sequential.forward_gemm_ms), n,
-                u(link.passTime(busiestPairBytes: calibration.busiestPairBytes) * 1e3), n))
+                u(link.passTime(busiestLinkBytes: calibration.busiestLinkBytes(link.queues)) * 1e3), n))
         }
         if let bound {
             Swift.print(String(format: """

@@ -52,8 +52,8 @@ struct CometTrain: RankCommand {
     /// With a modelled GPU (--device) rows move on the GPUs' interconnect, else on the native link.
     var linkIsEmulated: Bool { runtime.device.gpu != nil }
 
-    /// The link the MoE layers' rows move on between `ranks` ranks.
-    func link(ranks: Int) -> LinkModel { runtime.device.gpu?.link(ranks: ranks) ?? .native }
+    /// The link the MoE layers' rows move on.
+    var link: LinkModel { runtime.device.gpu?.link ?? .native }
 
     func run(on context: RankContext) throws {
         let world = context.world
@@ -82,7 +82,7 @@ struct CometTrain: RankCommand {
         if let tuning {
             let tp = groups.layout.tensorParallel
             let moe = config.moe(tokensPerRank: config.sequencesPerRank(ranks: world.size) * config.sequenceLength)
-            let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: link(ranks: world.size),
+            let (split, reason) = try TunedSplit.resolve(config: moe, world: groups.moe, tensorParallel: tp, link: link,
                                                          clock: context.device.clock,
                                                          coresPerRank: config.scheduleOptions.coresPerRank,
                                                          tablePath: tuning == "model" ? nil : tuning)
@@ -90,7 +90,7 @@ struct CometTrain: RankCommand {
             if world.rank == 0 { print("comet: \(split); \(reason)") }
         }
         let directory = URL(fileURLWithPath: directoryPath)
-        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: link(ranks: world.size), device: context.device,
+        let trainer = try Trainer(config: config, dataPath: data, groups: groups, link: link, device: context.device,
                                   runDirectory: directory, resume: resume.map { URL(fileURLWithPath: $0) })
         let progress = Progress(total: config.steps, enabled: world.rank == 0, style: self.progress)
         if world.rank == 0 {
