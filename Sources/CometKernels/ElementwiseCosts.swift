@@ -73,6 +73,6 @@ public func elementwise<T>(_ kernel: @autoclosure () -> String, elements: Int, _
     let start = threadCPUTime()
     let value = try body()
     let cpu = threadCPUTime() - start
-    comet_charge_modelled(cpu, costs.elementwiseSeconds(kernel(), elements: elements, measured: cpu))
+    comet_charge_modelled(cpu, costs.elementwiseSeconds(kernel(), elements: elements, measured: cpu, fused: FusedKernel.current))
     return value
 }

@@ -22,7 +22,7 @@ public func gemm(
     let start = threadCPUTime()
     let kind = GEMMCosts.Kind(n: n, transA: transA, transB: transB, lda: a.rowStride, ldb: b.rowStride,
                               ldc: c.rowStride, accumulates: beta != 0)
-    let modelled = costs.gemmSeconds(m: m, k: k, kind)
+    let modelled = costs.gemmSeconds(m: m, k: k, kind, fused: FusedKernel.current)
     multiply(a, b, into: c, transA: transA, transB: transB, alpha: alpha, beta: beta)
     comet_charge_modelled(threadCPUTime() - start, modelled)
 }

@@ -6,11 +6,42 @@ import CometShim
 public protocol KernelCosts: Sendable {
     /// A short name for reports: "host", "h800".
     var name: String { get }
-    /// Seconds a product of `kind` with `m` rows and reduction length `k` (both positive) costs.
-    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double
+    /// Seconds a product of `kind` with `m` rows and reduction length `k` (both positive)
+    /// costs, as a piece of the fused kernel `fused` (`.single`: a kernel of its own).
+    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double
     /// Seconds `elements` elements of the element-wise kernel `kernel` cost, after a call
-    /// that took `measured` thread CPU seconds on this host.
-    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double
+    /// that took `measured` thread CPU seconds on this host, as a piece of the fused
+    /// kernel `fused`.
+    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double, fused: FusedKernel) -> Double
+}
+
+/// Work that a GPU would run as pieces of one fused kernel, such as comet's tiles of an
+/// expert's rows and column blocks: each piece costs its share of the whole kernel, not
+/// a kernel of its own with its launch and latency floor. Set by a schedule around a
+/// piece; a modelled GPU's costs read it (the host's sampled costs are per call, as the
+/// host runs them).
+public struct FusedKernel: Sendable {
+    /// The whole kernel's rows over the piece's, and its output columns over the piece's.
+    public let rows: Double, columns: Double
+
+    /// A kernel of its own.
+    public static let single = FusedKernel(rows: 1, columns: 1)
+
+    /// The piece's share of the whole kernel's work.
+    public var share: Double { 1 / (rows * columns) }
+
+    /// The fused kernel the running work is a piece of; `.single` outside one.
+    @TaskLocal public static var current = FusedKernel.single
+
+    /// Runs `body`, work on `rows` rows and `columns` output columns, as a piece of a
+    /// fused kernel over `wholeRows` rows and `wholeColumns` columns.
+    public static func piece<T>(
+        rows: Int, ofRows wholeRows: Int, columns: Int = 1, ofColumns wholeColumns: Int = 1, _ body: () throws -> T
+    ) rethrows -> T {
+        let whole = FusedKernel(rows: Double(max(wholeRows, rows, 1)) / Double(max(rows, 1)),
+                                columns: Double(max(wholeColumns, columns, 1)) / Double(max(columns, 1)))
+        return try $current.withValue(whole, operation: body)
+    }
 }
 
 /// This host's costs: GEMMs from the sampled table `GEMMCosts.host`, element-wise
@@ -19,11 +50,11 @@ public struct HostKernelCosts: KernelCosts {
     public init() {}
     public var name: String { "host" }
 
-    public func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double {
+    public func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double {
         GEMMCosts.host.seconds(m: m, k: k, kind)
     }
 
-    public func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double {
+    public func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double, fused: FusedKernel) -> Double {
         ElementwiseCosts.host.seconds(kernel, elements: elements, measured: measured)
     }
 }

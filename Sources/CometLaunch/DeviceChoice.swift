@@ -22,17 +22,22 @@ public enum DeviceChoice: String, ExpressibleByArgument, CaseIterable, Sendable 
 /// says for its m, n and k (measured H200 times, interpolated, carried to the GPU by
 /// its peak ratios); an element-wise kernel reads and writes each element once in
 /// bf16 (4 bytes an element) at the GPU's achieved memory bandwidth, plus a launch.
-/// The host's arithmetic still runs, in Float, so outputs are those of every device.
+/// A piece of a fused kernel (`FusedKernel`) costs its share of the whole kernel's
+/// time, so a launch and a latency floor are paid once per kernel, not once per tile.
+/// (For a weight gradient, whose rows are the GEMM's reduction, the whole is taken
+/// as that many more output rows: the same FLOPs, a nearby shape.) The host's arithmetic
+/// still runs, in Float, so outputs are those of every device.
 struct GPUKernelCosts: KernelCosts {
     let gpu: GPUModel
     var name: String { gpu.name }
 
-    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind) -> Double {
-        gpu.gemmSeconds(m: m, n: kind.n, k: k)
+    func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double {
+        let whole = (m: Int((Double(m) * fused.rows).rounded()), n: Int((Double(kind.n) * fused.columns).rounded()))
+        return gpu.gemmSeconds(m: whole.m, n: whole.n, k: k) * fused.share
     }
 
-    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double) -> Double {
-        gpu.elementwiseSeconds(bytes: 4 * elements)
+    func elementwiseSeconds(_ kernel: String, elements: Int, measured: Double, fused: FusedKernel) -> Double {
+        gpu.elementwiseSeconds(bytes: Int((Double(4 * elements) / fused.share).rounded())) * fused.share
     }
 }
 

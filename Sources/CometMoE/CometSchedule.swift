@@ -90,9 +90,11 @@ public final class CometSchedule: MoESchedule {
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.x,
-            rowTile: { experts, expert, rows in experts.forwardUp(expert, rows: rows, buffers) },
+            rowTile: { experts, expert, rows in plan.fused(expert, rows) { experts.forwardUp(expert, rows: rows, buffers) } },
             rowGradient: nil,
-            columnBlock: { experts, expert, rows, columns in experts.forwardDown(expert, rows: rows, columns: columns, buffers) },
+            columnBlock: { experts, expert, rows, columns in
+                plan.fused(expert, rows, columns, of: y.columns) { experts.forwardDown(expert, rows: rows, columns: columns, buffers) }
+            },
             tail: [],
             results: buffers.y,
             reduce: { returned, columns in
@@ -115,9 +117,13 @@ public final class CometSchedule: MoESchedule {
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.dy,
-            rowTile: { experts, expert, rows in experts.backwardDown(expert, rows: rows, buffers) },
-            rowGradient: { experts, expert, rows in experts.accumulateDownGradient(expert, rows: rows, buffers) },
-            columnBlock: { experts, expert, rows, columns in experts.backwardUp(expert, rows: rows, columns: columns, buffers) },
+            rowTile: { experts, expert, rows in plan.fused(expert, rows) { experts.backwardDown(expert, rows: rows, buffers) } },
+            rowGradient: { experts, expert, rows in
+                plan.fused(expert, rows) { experts.accumulateDownGradient(expert, rows: rows, buffers) }
+            },
+            columnBlock: { experts, expert, rows, columns in
+                plan.fused(expert, rows, columns, of: dx.columns) { experts.backwardUp(expert, rows: rows, columns: columns, buffers) }
+            },
             tail: tail,
             results: buffers.dx,
             reduce: { returned, columns in HomeRows.reduce(returned, plan, weights: nil, columns: columns, into: dx) }))
@@ -141,6 +147,16 @@ public final class CometSchedule: MoESchedule {
                 try ComputeRows(pass: pass, layer1: layer1).run(thread: thread)
             }
         }
+    }
+}
+
+extension RoutingPlan {
+    /// Runs `body`, comet's work on `rows` of `expert` (and `columns` of its `width`
+    /// output columns), as a piece of the fused kernel over all of the expert's rows and
+    /// columns (`FusedKernel`), as Comet's kernels tile them.
+    func fused(_ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>? = nil, of width: Int = 1, _ body: () -> Double) -> Double {
+        FusedKernel.piece(rows: rows.count, ofRows: expertRows(expert).count, columns: columns?.count ?? 1,
+                          ofColumns: columns == nil ? 1 : width, body)
     }
 }
 

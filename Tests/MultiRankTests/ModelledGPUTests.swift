@@ -3,8 +3,9 @@ import XCTest
 
 /// Runs on a modelled GPU (`--device h800`): every kernel and transfer costs what the
 /// GPU's model says, so the layer bench repeats its device times to the last bit and
-/// reports the GPU's time scale; the data are the host's arithmetic, the same as on the
-/// host device; wrong combinations of flags get one line.
+/// reports the GPU's time scale, comet's tiles costing their share of fused kernels;
+/// the data are the host's arithmetic, the same as on the host device; wrong
+/// combinations of flags get one line.
 final class ModelledGPUTests: XCTestCase {
     private var directory: URL!
 
@@ -38,6 +39,10 @@ final class ModelledGPUTests: XCTestCase {
         // An H800's expert GEMMs at this shape take microseconds; this host's take milliseconds.
         let total = first["sequential"]!["total_ms"] as! Double
         XCTAssertLessThan(total, 2, "sequential's forward + backward on 8 modelled H800s")
+        // comet's tiles and blocks are pieces of fused kernels: their GEMMs cost what sequential's whole ones do.
+        let gemm = { (schedule: String) in first[schedule]!["gemm_ms"] as! Double }
+        XCTAssertEqual(gemm("comet") / gemm("sequential"), 1, accuracy: 0.1)
+        XCTAssertEqual(gemm("comet-rows") / gemm("sequential"), 1, accuracy: 0.1)
         let host = try layer("host", ["--link", "native"])
         XCTAssertEqual(first["sequential"]!["output_digest"] as? String, host["sequential"]!["output_digest"] as? String)
     }
