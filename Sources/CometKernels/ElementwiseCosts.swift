@@ -28,6 +28,12 @@ public final class ElementwiseCosts: Sendable {
 
     /// Per kernel name: its rate so far and the calls that set it.
     private let rates = Mutex<[String: Rate]>([:])
+    /// Whether a table on file was inserted, and the kernels sampled since that it lacked.
+    private let inserted = Atomic<Bool>(false), sampledBeyondInserted = Atomic<Int>(0)
+
+    /// Kernels sampled during the run that the inserted table lacked (see
+    /// `GEMMCosts.sizesSampledBeyondTable`).
+    public var kernelsSampledBeyondTable: Int { sampledBeyondInserted.load(ordering: .relaxed) }
 
     public init() {}
 
@@ -39,6 +45,7 @@ public final class ElementwiseCosts: Sendable {
     /// Settles the rates of `kernels` (from a table on file), keeping the least where
     /// a rate is settled already.
     public func insert(_ kernels: [(kernel: String, secondsPerElement: Double)]) {
+        if !kernels.isEmpty { inserted.store(true, ordering: .relaxed) }
         rates.withLock { rates in
             for (kernel, rate) in kernels {
                 let known = rates[kernel].map { $0.samples >= Self.samples ? $0.secondsPerElement : .infinity } ?? .infinity
@@ -51,6 +58,7 @@ public final class ElementwiseCosts: Sendable {
     /// `measured` CPU seconds (a sample until the rate is settled).
     public func seconds(_ kernel: String, elements: Int, measured: Double) -> Double {
         let rate = rates.withLock { rates in
+            if rates[kernel] == nil, inserted.load(ordering: .relaxed) { sampledBeyondInserted.add(1, ordering: .relaxed) }
             var rate = rates[kernel] ?? Rate(samples: 0, secondsPerElement: .infinity)
             if rate.samples < Self.samples {
                 rate.samples += 1

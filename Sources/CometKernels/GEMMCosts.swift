@@ -61,6 +61,12 @@ public final class GEMMCosts: Sendable {
 
     /// Per kind: seconds at each sampled size.
     private let table = Mutex<[Kind: [Size: Double]]>([:])
+    /// Whether a table on file was inserted, and the sizes sampled since that it lacked.
+    private let inserted = Atomic<Bool>(false), sampledBeyondInserted = Atomic<Int>(0)
+
+    /// Sizes sampled during the run that the inserted table lacked: with any, the
+    /// run's figures rest on samples of this run's host, and may move from run to run.
+    public var sizesSampledBeyondTable: Int { sampledBeyondInserted.load(ordering: .relaxed) }
 
     public init() {}
 
@@ -74,6 +80,7 @@ public final class GEMMCosts: Sendable {
     /// Adds `entries` (a table sampled before), keeping the least figure where the
     /// table has one already.
     public func insert(_ entries: [Entry]) {
+        if !entries.isEmpty { inserted.store(true, ordering: .relaxed) }
         table.withLock { table in
             for entry in entries {
                 let size = Size(m: entry.m, k: entry.k)
@@ -104,6 +111,7 @@ public final class GEMMCosts: Sendable {
         return table.withLock { table in
             if let known = table[kind]?[size] { return known }
             table[kind, default: [:]][size] = measured
+            if inserted.load(ordering: .relaxed) { sampledBeyondInserted.add(1, ordering: .relaxed) }
             return measured
         }
     }

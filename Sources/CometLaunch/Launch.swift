@@ -58,6 +58,7 @@ public enum Launch {
                 let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),
                                           blas: blas, device: device)
                 try run(command, on: context)
+                try command.runtime.reportTableGaps(world: world)
                 try command.runtime.saveGEMMCostsIfAsked(world: world)
             } else {
                 var command = command  // help, or a group without a subcommand
@@ -163,6 +164,19 @@ public struct RuntimeOptions: ParsableArguments {
         if gemmCosts != .measured { ModelledKernels.start(device.kernelCosts, elementwise: ignored) }
         try CorePinning.pinForDeviceClock(world: world)
         return DeviceClock(timeout: waitTimeout, hostCPU: ignored ? .ignored : .charged)
+    }
+
+    /// Says, from rank 0, when a run charged from a table on file sampled sizes or
+    /// kernels it lacked: its figures then rest on this run's samples, and comet's
+    /// choices, and so its outputs' last bits, may move from run to run. Collective.
+    public func reportTableGaps(world: Communicator) throws {
+        guard clock == .device, device == .host, case .table(let path) = gemmCosts else { return }
+        var gaps = [Int64(GEMMCosts.host.sizesSampledBeyondTable), Int64(ElementwiseCosts.host.kernelsSampledBeyondTable)]
+        try world.allReduce(&gaps, .sum)
+        guard world.rank == 0, gaps.contains(where: { $0 > 0 }) else { return }
+        print("note: \(path) lacked \(gaps[0]) GEMM sizes and \(gaps[1]) element-wise kernels that this run sampled (all "
+            + "ranks together), so its figures and comet's choices may move from run to run; --gemm-costs \(path) "
+            + "--save-gemm-costs FILE writes a table with them")
     }
 
     /// Writes the cost tables if the run was asked to. Collective.
