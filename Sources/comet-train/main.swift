@@ -111,12 +111,14 @@ struct CometTrain: RankCommand {
         if world.rank == 0 { print(doneLine(summary, clock: context.device.clock)) }
     }
 
-    /// "done: train loss ..., N tokens/s and S s of device time (W s on this host)";
-    /// on wall time the two are one.
+    /// "done: train loss ..., N tokens/s and S s of device time (W s on this host)"
+    /// (S in ms below a second); on wall time the two are one.
     private func doneLine(_ summary: Trainer.Summary, clock: any Clock) -> String {
         var line = String(format: "done: train loss %.4f, eval loss %.4f", summary.final_train_loss, summary.final_eval_loss)
         if let floor = summary.entropy_floor { line += String(format: " (floor %.4f, %+.1f%%)", floor, 100 * (summary.final_eval_loss / floor - 1)) }
-        line += String(format: ", %.0f tokens/s and %.1f s of %@", summary.tokens_per_s, summary.seconds, clock.timeName)
+        // A modelled GPU trains the toy model in milliseconds: keep the digits.
+        let time = summary.seconds < 1 ? String(format: "%.1f ms", summary.seconds * 1e3) : String(format: "%.1f s", summary.seconds)
+        line += String(format: ", %.0f tokens/s and %@ of %@", summary.tokens_per_s, time, clock.timeName)
         if clock.isPerRank { line += String(format: " (%.1f s on this host)", summary.wall_seconds) }
         return line
     }
