@@ -5,8 +5,8 @@ import Glibc
 #endif
 
 /// What a GEMM costs on the host device model when costs are sampled (`--gemm-costs
-/// sampled`, charged through `HostKernelCosts`): SimGrid SMPI's idea of sampling a computation burst a few times and
-/// charging the same figure for every later run of it.
+/// sampled`, charged through `HostKernelCosts`): SimGrid SMPI's idea of sampling a
+/// computation burst a few times and charging the same figure for every later run of it.
 ///
 /// A *kind* of product is everything but its row counts m and k, which follow the
 /// routed rows (m in the forward pass and dx, k in the weight gradients): the output

@@ -2,10 +2,8 @@ import CometShim
 
 /// What a GEMM or an element-wise kernel costs in device time when a model charges it
 /// instead of the CPU time it used: this host's sampled tables (`HostKernelCosts`) or a
-/// modelled GPU (`CometDevices.GPUKernelCosts`).
+/// modelled GPU (`GPUKernelCosts`, in CometLaunch beside `--device`).
 public protocol KernelCosts: Sendable {
-    /// A short name for reports: "host", "h800".
-    var name: String { get }
     /// Seconds a product of `kind` with `m` rows and reduction length `k` (both positive)
     /// costs, as a piece of the fused kernel `fused` (`.single`: a kernel of its own).
     func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double
@@ -48,7 +46,6 @@ public struct FusedKernel: Sendable {
 /// kernels at the rates `ElementwiseCosts.host` sampled or read from a table.
 public struct HostKernelCosts: KernelCosts {
     public init() {}
-    public var name: String { "host" }
 
     public func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double {
         GEMMCosts.host.seconds(m: m, k: k, kind)
@@ -85,7 +82,4 @@ public enum ModelledKernels {
 
     /// The model element-wise kernels are charged from, if any.
     @inline(__always) static var elementwise: (any KernelCosts)? { choice?.elementwise == true ? choice?.costs : nil }
-
-    /// The model charging GEMMs, for reports ("host", "h800"); nil when none does.
-    public static var name: String? { choice?.costs.name }
 }

@@ -29,7 +29,6 @@ public enum DeviceChoice: String, ExpressibleByArgument, CaseIterable, Sendable 
 /// still runs, in Float, so outputs are those of every device.
 struct GPUKernelCosts: KernelCosts {
     let gpu: GPUModel
-    var name: String { gpu.name }
 
     func gemmSeconds(m: Int, k: Int, _ kind: GEMMCosts.Kind, fused: FusedKernel) -> Double {
         let whole = (m: Int((Double(m) * fused.rows).rounded()), n: Int((Double(kind.n) * fused.columns).rounded()))

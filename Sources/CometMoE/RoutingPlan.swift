@@ -162,18 +162,15 @@ public struct RoutingPlan: Sendable {
     /// The region of partial results that `rank`'s pushes land in at home: [TP x T k] rows, one region per TP index.
     public func returnSlot(from rank: Int) -> Int { rank % tensorParallel }
 
-    /// Rows of the busiest exchange between this rank and another, in either direction.
-    public var busiestPairRows: Int {
-        (0..<ranks).filter { $0 != rank }.map { max(sendRange(destination: $0).count, receiveCount(source: $0)) }.max() ?? 0
-    }
-
-    /// Rows this rank's busiest link queue carries in one exchange: the busiest rank
-    /// pair's (`perPeer`), or all it sends or receives, whichever is more (`perPort`).
+    /// Rows this rank's busiest link queue carries in one exchange: its busiest
+    /// exchange with another rank, in either direction (`perPeer`), or all it sends or
+    /// receives, whichever is more (`perPort`).
     public func busiestLinkRows(_ queues: LinkModel.Queues) -> Int {
         let others = (0..<ranks).filter { $0 != rank }
+        let (sent, received) = (others.map { sendRange(destination: $0).count }, others.map { receiveCount(source: $0) })
         return switch queues {
-        case .perPeer: busiestPairRows
-        case .perPort: max(others.reduce(0) { $0 + sendRange(destination: $1).count }, others.reduce(0) { $0 + receiveCount(source: $1) })
+        case .perPeer: zip(sent, received).map { max($0, $1) }.max() ?? 0
+        case .perPort: max(sent.reduce(0, +), received.reduce(0, +))
         }
     }
 
