@@ -48,7 +48,7 @@ let package = Package(
             ]),
 
         .executableTarget(name: "comet-train", dependencies: ["CometCore", "CometLaunch", "CometTraining", "CometShim", "CometTelemetry"]),
-        .executableTarget(name: "comet-bench", dependencies: ["CometCore", "CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
+        .executableTarget(name: "comet-bench", dependencies: ["CometCore", "CometDevices", "CometLaunch", "CometMoE", "CometTraining", "CometTelemetry"]),
         // Multi-rank scenarios that the test suite runs under mpirun.
         .executableTarget(name: "comet-probe", dependencies: ["CometCore", "CometLaunch", "CometMoE"]),
 

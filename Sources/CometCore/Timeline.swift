@@ -104,6 +104,14 @@ public final class Timeline: Sendable {
         return cpu > 0 ? gemms.reduce(0) { $0 + $1.flops } / cpu / 1e9 : 0
     }
 
+    /// GFLOP/s of the GEMM activities over their time on the clock (FLOPs / summed
+    /// durations): what a modelled GPU's GEMM engine reaches.
+    public var gemmGFLOPsOnClock: Double {
+        let gemms = all.filter { $0.kind == .gemm && $0.flops > 0 }
+        let seconds = gemms.reduce(0) { $0 + ($1.end - $1.start) }
+        return seconds > 0 ? gemms.reduce(0) { $0 + $1.flops } / seconds / 1e9 : 0
+    }
+
     /// Seconds during which at least one thread did `kind` (the union of intervals).
     public func busySeconds(_ kind: ActivityKind) -> Double { Timeline.busySeconds(kind, in: all) }
 

@@ -74,10 +74,16 @@ public final class ElementwiseCosts: Sendable {
 /// Runs `body`, the element-wise kernel `kernel` over `elements` elements, and when
 /// a model charges element-wise kernels (`ModelledKernels`) charges it from that in
 /// place of its CPU time (the name is built only then: this runs per tile). `body` must not
-/// contain a GEMM or another `elementwise` call, which charge themselves.
+/// contain a GEMM or another `elementwise` call, which charge themselves. In a time-only
+/// run a kernel that returns nothing is charged without running; one that returns a
+/// value (a loss, a norm) still runs, on values that mean nothing, to give it.
 @inline(__always)
 public func elementwise<T>(_ kernel: @autoclosure () -> String, elements: Int, _ body: () throws -> T) rethrows -> T {
     guard let costs = ModelledKernels.elementwise, elements > 0 else { return try body() }
+    if ModelledKernels.isTimeOnly, let nothing = () as? T {
+        comet_charge_modelled(0, costs.elementwiseSeconds(kernel(), elements: elements, measured: 0, fused: FusedKernel.current))
+        return nothing
+    }
     let start = threadCPUTime()
     let value = try body()
     let cpu = threadCPUTime() - start

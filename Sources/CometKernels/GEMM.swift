@@ -6,7 +6,8 @@ import CometShim
 /// Shapes: op(A) [m, k], op(B) [k, n], C [m, n]; every operand may be a sub-view.
 /// The caller's thread does the work (see `OpenBLAS.useCallerThreadOnly()`), so
 /// several GEMM threads of one rank run side by side. When a model charges GEMMs
-/// (`ModelledKernels`), the call is charged to device time from it, not by its CPU.
+/// (`ModelledKernels`), the call is charged to device time from it, not by its CPU;
+/// in a time-only run it is charged and not computed.
 public func gemm(
     _ a: MatrixView, _ b: MatrixView, into c: MatrixView,
     transA: Transpose = .none, transB: Transpose = .none, alpha: Float = 1, beta: Float = 0
@@ -23,7 +24,7 @@ public func gemm(
     let kind = GEMMCosts.Kind(n: n, transA: transA, transB: transB, lda: a.rowStride, ldb: b.rowStride,
                               ldc: c.rowStride, accumulates: beta != 0)
     let modelled = costs.gemmSeconds(m: m, k: k, kind, fused: FusedKernel.current)
-    multiply(a, b, into: c, transA: transA, transB: transB, alpha: alpha, beta: beta)
+    if !ModelledKernels.isTimeOnly { multiply(a, b, into: c, transA: transA, transB: transB, alpha: alpha, beta: beta) }
     comet_charge_modelled(threadCPUTime() - start, modelled)
 }
 

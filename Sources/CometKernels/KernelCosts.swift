@@ -60,21 +60,32 @@ public struct HostKernelCosts: KernelCosts {
 /// launcher, on the main thread before any other thread starts, and read by every
 /// `gemm` and `elementwise` call after. Without a choice every kernel's CPU time is
 /// what it costs (the host device model with measured costs, or the wall clock).
+///
+/// A time-only run (`--time-only`) charges every kernel from a GPU's model without
+/// running it: GEMMs and element-wise kernels that return nothing skip their bodies,
+/// matrices are never filled (`MatrixView.fill`, `randomize`, `copy`) and rows are not
+/// copied between ranks, so no value in the process means anything; control flow,
+/// flags, link bookings and clocks run as in a computing run, and so do device times.
 public enum ModelledKernels {
-    /// The model that charges GEMMs, and whether it charges element-wise kernels too.
+    /// The model that charges GEMMs, whether it charges element-wise kernels too, and
+    /// whether kernels run at all.
     private struct Choice {
         let costs: any KernelCosts
         let elementwise: Bool
+        let timeOnly: Bool
     }
 
     // Written once before any other thread exists, then only read.
     nonisolated(unsafe) private static var choice: Choice?
 
     /// Charges every later GEMM from `costs`, and every element-wise kernel too when
-    /// `elementwise` (the host's CPU ignored). Call once, before starting any thread.
-    public static func start(_ costs: any KernelCosts, elementwise: Bool) {
+    /// `elementwise` (the host's CPU ignored); with `timeOnly`, kernels and copies are
+    /// charged without running (which needs `elementwise`). Call once, before starting
+    /// any thread.
+    public static func start(_ costs: any KernelCosts, elementwise: Bool, timeOnly: Bool = false) {
         precondition(choice == nil, "the modelled kernels are chosen once")
-        choice = Choice(costs: costs, elementwise: elementwise)
+        precondition(!timeOnly || elementwise, "a time-only run charges every kernel from its model")
+        choice = Choice(costs: costs, elementwise: elementwise, timeOnly: timeOnly)
     }
 
     /// The model GEMMs are charged from, if any.
@@ -82,4 +93,7 @@ public enum ModelledKernels {
 
     /// The model element-wise kernels are charged from, if any.
     @inline(__always) static var elementwise: (any KernelCosts)? { choice?.elementwise == true ? choice?.costs : nil }
+
+    /// Whether kernels and copies are charged without running (`--time-only`).
+    @inline(__always) public static var isTimeOnly: Bool { choice?.timeOnly == true }
 }

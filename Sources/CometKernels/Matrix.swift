@@ -1,3 +1,5 @@
+import Glibc
+
 /// A row-major view of `rows x columns` Floats; row `i` starts at `base + i * rowStride`.
 ///
 /// Views do not own memory. Sub-views (row or column ranges) keep the parent's
@@ -52,18 +54,23 @@ extension MatrixView {
     /// The elements, row by row.
     public var elements: [Float] { (0..<rows).flatMap { Array(UnsafeBufferPointer(start: base + $0 * rowStride, count: columns)) } }
 
-    /// Copies `source` (same shape) into this view.
+    /// Copies `source` (same shape) into this view (not in a time-only run, whose
+    /// values mean nothing: `ModelledKernels`; nor do `fill` and `randomize`).
     public func copy(from source: MatrixView) {
         precondition(source.rows == rows && source.columns == columns, "copy between different shapes")
+        if ModelledKernels.isTimeOnly { return }
         for i in 0..<rows { (base + i * rowStride).update(from: source.base + i * source.rowStride, count: columns) }
     }
 
     public func fill(_ value: Float) {
+        if ModelledKernels.isTimeOnly { return }
         for row in 0..<rows { (base + row * rowStride).update(repeating: value, count: columns) }
     }
 
     /// Fills with values uniform in [-scale, scale), row by row.
+    /// In a time-only run only the generator moves on, as far as filling would move it.
     public func randomize(scale: Float, _ generator: inout SeededGenerator) {
+        if ModelledKernels.isTimeOnly { return generator.skip(rows * columns) }
         for row in 0..<rows {
             for column in 0..<columns { base[row * rowStride + column] = generator.uniform(scale) }
         }
@@ -85,11 +92,10 @@ public final class Matrix: @unchecked Sendable {
         precondition(rows >= 0 && columns >= 0, "matrix sizes must not be negative")
         self.rows = rows
         self.columns = columns
-        storage = .allocate(capacity: max(1, rows * columns))
-        storage.initialize(repeating: 0)
+        storage = .allocateZeroed(max(1, rows * columns))
     }
 
-    deinit { storage.deallocate() }
+    deinit { free(storage.baseAddress) }
 
     public var view: MatrixView { MatrixView(base: storage.baseAddress!, rows: rows, columns: columns) }
 
@@ -117,5 +123,17 @@ public final class RowBuffer: @unchecked Sendable {
     public func rows(_ count: Int) -> MatrixView {
         if count > matrix.rows { matrix = Matrix(rows: max(count, matrix.rows * 5 / 4), columns: columns) }
         return matrix.view.rows(0..<count)
+    }
+}
+
+extension UnsafeMutableBufferPointer<Float> {
+    /// `count` zeroed Floats from `calloc`, given back with `free`: large ones are pages
+    /// the kernel maps on first write, so memory that is never written (all of a
+    /// time-only run's) is never resident.
+    public static func allocateZeroed(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        guard let memory = calloc(count, MemoryLayout<Float>.stride) else {
+            fatalError("out of memory: \(count) floats")
+        }
+        return UnsafeMutableBufferPointer(start: memory.assumingMemoryBound(to: Float.self), count: count)
     }
 }

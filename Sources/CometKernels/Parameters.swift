@@ -1,3 +1,5 @@
+import Glibc
+
 /// All of a model's parameters in one allocation, with a named view per tensor
 /// (as llm.c keeps them), and the gradients and AdamW moments in allocations of
 /// the same layout.
@@ -29,15 +31,13 @@ public final class ParameterSet: @unchecked Sendable {
             entries.append(Entry(name: tensor.name, shape: tensor.shape, offset: offset, decays: tensor.decays, replicated: tensor.replicated))
             offset += tensor.shape.reduce(1, *)
         }
-        values = .allocate(capacity: max(offset, 1))
-        gradients = .allocate(capacity: max(offset, 1))
-        values.initialize(repeating: 0)
-        gradients.initialize(repeating: 0)
+        values = .allocateZeroed(max(offset, 1))
+        gradients = .allocateZeroed(max(offset, 1))
     }
 
     deinit {
-        values.deallocate()
-        gradients.deallocate()
+        free(values.baseAddress)
+        free(gradients.baseAddress)
     }
 
     public func entry(_ name: String) -> Entry {
@@ -56,5 +56,7 @@ public final class ParameterSet: @unchecked Sendable {
         return MatrixView(base: buffer.baseAddress! + entry.offset, rows: entry.count / max(columns, 1), columns: columns)
     }
 
-    public func zeroGradients() { gradients.update(repeating: 0) }
+    public func zeroGradients() {
+        if !ModelledKernels.isTimeOnly { gradients.update(repeating: 0) }
+    }
 }

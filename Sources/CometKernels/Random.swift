@@ -13,6 +13,11 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 
+    /// Moves on as `count` calls of `next` would, without making their numbers.
+    public mutating func skip(_ count: Int) {
+        state &+= 0x9E37_79B9_7F4A_7C15 &* UInt64(count)
+    }
+
     /// A Float uniform in [-scale, scale).
     public mutating func uniform(_ scale: Float) -> Float {
         Float(Double(next() >> 11) * 0x1p-53 * 2 - 1) * scale

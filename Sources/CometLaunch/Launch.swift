@@ -124,6 +124,9 @@ public struct RuntimeOptions: ParsableArguments {
                                valueName: "host|h200|h800|l20"))
     public var device: DeviceChoice = .host
 
+    @Flag(help: ArgumentHelp("Charge every kernel and transfer from the --device GPU's model without computing or copying anything: schedules run their real control flow, flags, link bookings and clocks, on memory that is reserved but never written, so layers of real models' sizes run in seconds; device times are those of a computing run. Routes by quotas (--routing)."))
+    public var timeOnly = false
+
     @Option(help: ArgumentHelp("After the run, write the GEMM costs it sampled (and any it loaded) to this CSV file, for --gemm-costs FILE.",
                                valueName: "FILE"))
     public var saveGemmCosts: String?
@@ -138,6 +141,9 @@ public struct RuntimeOptions: ParsableArguments {
         if device != .host, clock != .device || gemmCosts != .sampled || hostCpu == .charged || saveGemmCosts != nil {
             throw ValidationError("--device \(device.rawValue) charges every kernel from the GPU's model on device time: "
                 + "it takes none of --clock wall, --gemm-costs, --host-cpu charged or --save-gemm-costs")
+        }
+        if timeOnly, device == .host {
+            throw ValidationError("--time-only charges every kernel from a modelled GPU's costs: choose one with --device h200|h800|l20")
         }
         if hostCpu == .ignored, clock != .device || gemmCosts == .measured {
             throw ValidationError("--host-cpu ignored needs sampled GEMM costs on device time (--clock device, --gemm-costs sampled or FILE)")
@@ -161,7 +167,7 @@ public struct RuntimeOptions: ParsableArguments {
         guard clock == .device else { return WallClock() }
         if case .table(let path) = gemmCosts { try GEMMCostTable.load(path, world: world).insertIntoHost() }
         let ignored = device != .host || hostCpu == .ignored || (hostCpu == .auto && linkIsEmulated && gemmCosts != .measured)
-        if gemmCosts != .measured { ModelledKernels.start(device.kernelCosts, elementwise: ignored) }
+        if gemmCosts != .measured { ModelledKernels.start(device.kernelCosts, elementwise: ignored, timeOnly: timeOnly) }
         try CorePinning.pinForDeviceClock(world: world)
         return DeviceClock(timeout: waitTimeout, hostCPU: ignored ? .ignored : .charged)
     }

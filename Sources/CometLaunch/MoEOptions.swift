@@ -11,6 +11,11 @@ public struct MoEOptions: ParsableArguments {
     @Option(help: "Experts per token.") public var topK = 2
     @Option(help: "gelu or swiglu.") public var activation: Activation = .gelu
     @Option(help: "Standard deviation of the per-expert share of tokens (0 to 0.5).") public var imbalance = 0.0
+    @Option(help: ArgumentHelp(
+        "learned (each token's top-k by the gate's scores) or quotas (each expert gets exactly its --imbalance share of "
+            + "every rank's tokens, as the paper's benchmarks route; a time-only run's only routing).",
+        valueName: "learned|quotas"))
+    public var routing: RoutingSource?
     @Option(help: "Seed for weights and tokens.") public var seed: UInt64 = 1
 
     public init() {}
@@ -20,6 +25,7 @@ public struct MoEOptions: ParsableArguments {
         (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokens, modelWidth, hiddenWidth)
         (config.experts, config.topK, config.activation) = (experts, topK, activation)
         (config.imbalance, config.seed) = (imbalance, seed)
+        config.routing = routing ?? (ModelledKernels.isTimeOnly ? .quotas : .learned)
         return config
     }
 }
@@ -55,3 +61,4 @@ public struct ScheduleFlags: ParsableArguments {
 
 extension ScheduleKind: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
+extension RoutingSource: ExpressibleByArgument {}

@@ -76,11 +76,13 @@ enum AllToAll {
             link.book(bytes: max(sendCounts[peer], receiveCounts[peer]) * rowBytes, peer: peer, isSelf: peer == group.rank,
                       at: max(now, starts[peer]), .both)
         }
+        // A time-only run books the rows and synchronises as the exchange does, moving none.
+        let width = ModelledKernels.isTimeOnly ? 0 : n
         try group.allToAllV(
-            UnsafeBufferPointer(start: send.base, count: send.rows * n),
-            sendCounts: sendCounts.map { $0 * n }, sendOffsets: sendOffsets?.map { $0 * n },
-            into: UnsafeMutableBufferPointer(start: receive.base, count: receive.rows * n),
-            receiveCounts: receiveCounts.map { $0 * n }, receiveOffsets: receiveOffsets?.map { $0 * n })
+            UnsafeBufferPointer(start: send.base, count: send.rows * width),
+            sendCounts: sendCounts.map { $0 * width }, sendOffsets: sendOffsets?.map { $0 * width },
+            into: UnsafeMutableBufferPointer(start: receive.base, count: receive.rows * width),
+            receiveCounts: receiveCounts.map { $0 * width }, receiveOffsets: receiveOffsets?.map { $0 * width })
         link.clock.wait(until: arrivals.max() ?? 0)
     }
 }

@@ -21,6 +21,8 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     /// Standard deviation of the per-expert share of tokens the router aims for
     /// (0: balanced; 0.032 is typical in production).
     public var imbalance = 0.0
+    /// Whether the gate's scores or exact quotas choose each token's experts.
+    public var routing: RoutingSource = .learned
     /// Seed for weights, router bias and tokens.
     public var seed: UInt64 = 1
 
@@ -51,5 +53,8 @@ public struct MoEConfig: Codable, Sendable, Equatable {
             throw InputError("K (hidden width \(hiddenWidth)) cannot be sharded evenly over \(tensorParallel) tensor-parallel ranks")
         }
         if !(0...0.5).contains(imbalance) { throw InputError("imbalance must be between 0 and 0.5, got \(imbalance)") }
+        if routing == .learned, ModelledKernels.isTimeOnly {
+            throw InputError("a time-only run routes by quotas: its gate computes no scores to choose by (drop --routing learned)")
+        }
     }
 }

@@ -8,7 +8,8 @@ public struct Routing: @unchecked Sendable {
     public let topK: Int
     /// softmax(x Wg + bias) [T, E].
     public let probabilities: Matrix
-    /// Chosen experts [T, k], by decreasing probability (ties: lower index first).
+    /// Chosen experts [T, k], by decreasing probability (ties: lower index first), or
+    /// by quota (`RoutingSource.quotas`).
     public let choices: [Int]
     /// The choices' probabilities renormalised to sum to 1 per token [T, k].
     public let weights: [Float]
@@ -17,6 +18,16 @@ public struct Routing: @unchecked Sendable {
     /// Switch-style load-balancing loss on this rank's tokens: E * sum_e f_e * P_e,
     /// f_e = load_e / (T k), P_e = mean over tokens of probability e.
     public let auxLoss: Float
+}
+
+/// How the router chooses each token's experts (`--routing`).
+public enum RoutingSource: String, Codable, Sendable, CaseIterable {
+    /// By the gate's scores: top-k of softmax(x Wg + bias), as training learns it.
+    case learned
+    /// By quota: each rank gives every expert exactly its target share of its T k
+    /// choices, as the paper's layer benchmarks route; the gate's probabilities still
+    /// weight the outputs. What a time-only run routes by (its scores mean nothing).
+    case quotas
 }
 
 /// Linear gate, softmax, top-k and renormalised top-k weights.
@@ -31,6 +42,8 @@ public final class Router: @unchecked Sendable {
     /// Fixed logit offsets [E].
     public var bias: [Float]
     public let topK: Int
+    /// Whether the gate's scores or the experts' quotas choose each token's experts.
+    public let source: RoutingSource
     /// The allocation `gate` lives in.
     public let parameters: ParameterSet
 
@@ -47,6 +60,7 @@ public final class Router: @unchecked Sendable {
         gate = self.parameters.view("\(prefix)gate")
         gateGradient = self.parameters.gradient("\(prefix)gate")
         topK = config.topK
+        source = config.routing
         var generator = SeededGenerator(seed: config.seed &* 0x9E37_79B9 &+ 17)
         // Logits of uniform tokens get a spread of about 1.3, like Gumbel noise, so that
         // top-k over (log share + noise) gives each expert about its target share.
@@ -72,9 +86,9 @@ public final class Router: @unchecked Sendable {
         let probabilities = Matrix(rows: t, columns: e)
         let p = probabilities.view
         gemm(x, gate, into: p)
-        var choices = [Int](repeating: 0, count: t * k)
+        let quota = source == .quotas
+        var choices = quota ? quotaChoices(tokens: t) : [Int](repeating: 0, count: t * k)
         var weights = [Float](repeating: 0, count: t * k)
-        var load = [Int](repeating: 0, count: e)
         var meanProbability = [Double](repeating: 0, count: e)
         elementwise("router softmax and top-k", elements: t * e) {
             for token in 0..<t {
@@ -93,21 +107,14 @@ public final class Router: @unchecked Sendable {
                     row[j] /= sum
                     meanProbability[j] += Double(row[j])
                 }
-                // Top-k by selection: k is small.
+                if !quota { Router.selectTopK(row, experts: e, into: &choices[(token * k)..<(token * k + k)]) }
                 var chosenSum: Float = 0
-                for slot in 0..<k {
-                    var best = -1
-                    for j in 0..<e where !choices[(token * k)..<(token * k + slot)].contains(j) {
-                        if best < 0 || row[j] > row[best] { best = j }
-                    }
-                    choices[token * k + slot] = best
-                    weights[token * k + slot] = row[best]
-                    chosenSum += row[best]
-                    load[best] += 1
-                }
-                for slot in 0..<k { weights[token * k + slot] /= chosenSum }
+                for slot in 0..<k { chosenSum += row[choices[token * k + slot]] }
+                for slot in 0..<k { weights[token * k + slot] = row[choices[token * k + slot]] / chosenSum }
             }
         }
+        var load = [Int](repeating: 0, count: e)
+        for choice in choices { load[choice] += 1 }
         var aux: Double = 0
         if t > 0 {
             for j in 0..<e { aux += Double(load[j]) / Double(t * k) * meanProbability[j] / Double(t) }
@@ -115,6 +122,52 @@ public final class Router: @unchecked Sendable {
         }
         return Routing(tokens: t, experts: e, topK: k, probabilities: probabilities, choices: choices,
                        weights: weights, expertLoad: load, auxLoss: Float(aux))
+    }
+
+    /// The `slots.count` largest of `row`'s `experts` probabilities, largest first
+    /// (ties: lower index first), by selection: k is small.
+    private static func selectTopK(_ row: UnsafeMutablePointer<Float>, experts: Int, into slots: inout ArraySlice<Int>) {
+        for slot in slots.indices {
+            var best = -1
+            for j in 0..<experts where !slots[slots.startIndex..<slot].contains(j) {
+                if best < 0 || row[j] > row[best] { best = j }
+            }
+            slots[slot] = best
+        }
+    }
+
+    /// Choices [T, k] that give each expert exactly its target share of the T k
+    /// (`RoutingSource.quotas`): quotas by largest remainder, none above T, laid out
+    /// expert by expert along slot-major positions: position s is the choice s / T of
+    /// token (s mod T) P mod T, P near T over the golden ratio and prime to T. An
+    /// expert's run of at most T positions then holds distinct tokens spread evenly over
+    /// 0..<T, so a token's k experts differ and every range of tokens (a chunk) sees
+    /// every expert at its share.
+    func quotaChoices(tokens t: Int) -> [Int] {
+        let e = bias.count, rows = t * topK
+        let shares = bias.map { exp(Double($0)) }, total = shares.reduce(0, +)
+        let exact = shares.map { $0 / total * Double(rows) }
+        var quotas = exact.map { min(t, Int($0)) }
+        // The rows left go to the experts with the largest remainders and room below T.
+        let order = (0..<e).sorted { exact[$0] - Double(quotas[$0]) > exact[$1] - Double(quotas[$1]) }
+        var left = rows - quotas.reduce(0, +)
+        while left > 0 {
+            for expert in order where left > 0 && quotas[expert] < t {
+                quotas[expert] += 1
+                left -= 1
+            }
+        }
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        var stride = max(1, Int((Double(t) * 0.618_033_988_7).rounded()))
+        while gcd(stride, t) != 1 { stride += 1 }
+        var choices = [Int](repeating: 0, count: rows), position = 0
+        for (expert, quota) in quotas.enumerated() {
+            for _ in 0..<quota {
+                choices[(position % t) * stride % t * topK + position / t] = expert
+                position += 1
+            }
+        }
+        return choices
     }
 
     /// Backward of `forward`: accumulates dx [T, N] and `gateGradient` from

@@ -38,15 +38,13 @@ public final class AdamW: @unchecked Sendable {
 
     public init(config: OptimizerConfig, parameterCount: Int) {
         self.config = config
-        firstMoment = .allocate(capacity: max(parameterCount, 1))
-        secondMoment = .allocate(capacity: max(parameterCount, 1))
-        firstMoment.initialize(repeating: 0)
-        secondMoment.initialize(repeating: 0)
+        firstMoment = .allocateZeroed(max(parameterCount, 1))
+        secondMoment = .allocateZeroed(max(parameterCount, 1))
     }
 
     deinit {
-        firstMoment.deallocate()
-        secondMoment.deallocate()
+        free(firstMoment.baseAddress)
+        free(secondMoment.baseAddress)
     }
 
     /// One update of `parameters` from their gradients times `gradientScale` (the

@@ -120,7 +120,7 @@ struct LayerBenchOptions: ParsableArguments {
                                                       device: device, emulated: emulated)
         let variants = try makeVariants(config, world: world, tensorParallel: tensorParallel, link: link, device: device)
         let samples = try interleavedRounds(variants.count, warmup: setup.warmup, rounds: setup.iterations) { index in
-            try measure(variants[index].layer, world, inputs)
+            try measure(variants[index].layer, world, inputs, rateOnClock: emulated.gpu != nil)
         }
         let tracing = try variants.first { $0.kind == .comet }.map { try tracingOverhead($0.layer, world, inputs) }
         let activities = zip(variants, samples).flatMap { variant, runs in
@@ -130,7 +130,9 @@ struct LayerBenchOptions: ParsableArguments {
         for variant in variants { try variant.layer.release() }
         let rss = try world.allReduce(Int64(peakResidentKiB()), .max)
         let tileRows = min(tilings.compactMap(\.tileRows).first ?? config.tokensPerRank, config.tokensPerRank)
-        let tile = try SelfCheck.onRankZeroAlone(world) {  // best of three, as in `comet-bench gemm`
+        // A GPU's GEMM rates are on its clock, against its peak; the host's per thread,
+        // against one thread's rate at the tile shape, best of three as in `comet-bench gemm`.
+        let tile = try emulated.gpu.map { $0.peakFLOPs / 1e9 } ?? SelfCheck.onRankZeroAlone(world) {
             (0..<3).map { _ in
                 OpenBLAS.measureGFLOPs(m: tileRows, n: config.activation.width(hidden: config.hiddenWidth / tensorParallel),
                                        k: config.modelWidth, seconds: 0.2)
@@ -141,7 +143,7 @@ struct LayerBenchOptions: ParsableArguments {
             variants: variants.map(\.label), tilings: tilings, engines: engines, samples: samples, config: config, options: setup.flags.options(chunks: 1),
             ranks: world.size, tensorParallel: tensorParallel, clock: device.clock, link: link, calibration: calibration,
             linkCalibration: calibration.explanation(try setup.linkChoice(on: emulated)), peakRSSKiB: Int(rss), blas: blas,
-            tileGFLOPs: tile, tileRows: tileRows, tracing: tracing)
+            tileGFLOPs: tile, tileRows: tileRows, gpu: emulated.gpu, tracing: tracing)
         return (report, activities)
     }
 
@@ -196,7 +198,10 @@ struct LayerBenchOptions: ParsableArguments {
         let activities: [(phase: String, activity: Activity)]
     }
 
-    private func measure(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs) throws -> Sample {
+    /// One forward and backward of `layer`; its GEMM rate is FLOPs over their time on
+    /// the clock when `rateOnClock` (a modelled GPU), else over their CPU time.
+    private func measure(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs, rateOnClock: Bool) throws -> Sample {
+        let rate = { rateOnClock ? layer.timeline.gemmGFLOPsOnClock : layer.timeline.gemmGFLOPsPerThread }
         let clock = layer.timeline.clock
         layer.zeroGradients()
         try world.barrier()
@@ -205,7 +210,7 @@ struct LayerBenchOptions: ParsableArguments {
         try world.barrier()
         let forward = clock.seconds(since: start)
         let (forwardComm, forwardGEMM) = (layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm))
-        let forwardRate = layer.timeline.gemmGFLOPsPerThread
+        let forwardRate = rate()
         let forwardActivities = layer.timeline.all
         let forwardStart = start
         start = clock.now()
@@ -220,11 +225,11 @@ struct LayerBenchOptions: ParsableArguments {
                         cometPassBound(layer.timeline.all, start: start, link: layer.link.model, rank: layer.group.rank)]
         }
         try world.allReduce(&figures, .max)
-        let rate = try world.allReduce((forwardRate + layer.timeline.gemmGFLOPsPerThread) / 2, .sum) / Double(world.size)
+        let meanRate = try world.allReduce((forwardRate + rate()) / 2, .sum) / Double(world.size)
         let activities = forwardActivities.map { (phase: "forward", activity: $0) }
             + layer.timeline.all.map { (phase: "backward", activity: $0) }
         return Sample(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                      comm: figures[0], gemm: figures[1], forwardComm: figures[2], forwardGEMM: figures[3], gemmGFLOPs: rate,
+                      comm: figures[0], gemm: figures[1], forwardComm: figures[2], forwardGEMM: figures[3], gemmGFLOPs: meanRate,
                       cometBound: isComet ? (figures[4], figures[5]) : nil,
                       digest: try outputDigest([inputs.y.view, inputs.dx.view] + layer.experts.upGradient + layer.experts.downGradient, world),
                       activities: activities)
@@ -232,8 +237,9 @@ struct LayerBenchOptions: ParsableArguments {
 }
 
 /// FNV-1a over the bits of every rank's `matrices`, combined in rank order: equal
-/// digests mean bit-identical results. Collective.
+/// digests mean bit-identical results (0 in a time-only run, which has none). Collective.
 func outputDigest(_ matrices: [MatrixView], _ world: Communicator) throws -> UInt64 {
+    if ModelledKernels.isTimeOnly { return 0 }
     func fnv(_ hash: inout UInt64, _ word: UInt64) {
         hash ^= word
         hash = hash &* 0x100_0000_01b3

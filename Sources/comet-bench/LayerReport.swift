@@ -1,4 +1,6 @@
 import CometCore
+import CometDevices
+import CometKernels
 import CometMoE
 import CometTelemetry
 import Foundation
@@ -24,10 +26,13 @@ struct LayerReport {
     let linkCalibration: String
     let peakRSSKiB: Int
     let blas: String
-    /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape.
+    /// Single-thread BLAS GFLOP/s at comet's layer0 tile shape, or the modelled GPU's
+    /// peak (`gpu`), what the schedules' GEMM rates are compared with.
     let tileGFLOPs: Double
     /// The rows of that shape.
     let tileRows: Int
+    /// The modelled GPU, if the device is one: GEMM rates are then on its clock.
+    let gpu: GPUModel?
     /// Comet with and without its timeline recorded.
     let tracing: TracingOverhead?
 
@@ -158,19 +163,20 @@ struct LayerReport {
     }
 
     func print() {
+        let timeOnly = ModelledKernels.isTimeOnly ? ", time-only (nothing computed)" : ""
         Swift.print("""
             comet-bench layer: \(ranks) ranks (EP=\(ranks / tensorParallel) x TP=\(tensorParallel)), T=\(config.tokensPerRank) N=\(config.modelWidth) K=\(config.hiddenWidth) \
-            E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance)
+            E=\(config.experts) top-k=\(config.topK) \(config.activation.rawValue), imbalance \(config.imbalance), \(config.routing.rawValue) routing\(timeOnly)
             \(clock.reportLine)
             link: \(link)
             link calibration: \(linkCalibration)
             \(EngineSplit.reportLine(Array(zip(variants, engines))))
             \(zip(variants, tilings).filter { $0.0 != "sequential" }.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
-            BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape
+            \(gpu.map { "GEMM rates: FLOPs over the GEMMs' device time, against the \($0.name)'s peak" } ?? "BLAS: \(blas); single-thread rate at the \(tileRows)-row tile shape")
             medians of \(samples.first?.count ?? 0) iterations, forward + backward:
             """)
         let u = TimeUnit(longestMilliseconds: rows.map(\.total_ms).max() ?? 0), n = u.name
-        Swift.print("schedule          forward \(n)  backward \(n)  total \(n)  comm \(n)  gemm \(n)  speedup  hidden  GEMM GFLOP/s/thread")
+        Swift.print("schedule          forward \(n)  backward \(n)  total \(n)  comm \(n)  gemm \(n)  speedup  hidden  GEMM GFLOP/s/\(gpu == nil ? "thread" : "engine")")
         for row in rows {
             Swift.print(padded(row.schedule, 16) + String(
                 format: "  %10.1f  %11.1f  %8.1f  %7.1f  %7.1f  %6.2fx  %5.0f%%  %8.1f (%.0f%% of %.1f)",

@@ -8,11 +8,49 @@ import XCTest
 final class RouterTests: XCTestCase {
     private let (tokens, modelWidth) = (40, 6)
 
-    private func router(experts: Int, topK: Int) -> Router {
+    private func router(experts: Int, topK: Int, imbalance: Double = 0.2, routing: RoutingSource = .learned) -> Router {
         var config = MoEConfig()
         (config.modelWidth, config.experts, config.topK) = (modelWidth, experts, topK)
-        config.imbalance = 0.2  // a bias that makes the shares uneven
+        config.imbalance = imbalance  // by default a bias that makes the shares uneven
+        config.routing = routing
         return Router(config: config)
+    }
+
+    /// Quota routing gives every expert exactly its share (largest remainder of exp(bias)
+    /// over the T k choices), k different experts per token, and every quarter of the
+    /// tokens a quarter of each expert's rows (within 15%); weights renormalise the chosen
+    /// probabilities.
+    func testQuotasGiveEachExpertItsShareInEveryChunk() {
+        for (experts, topK, imbalance, tokens) in [(8, 2, 0.0, 2048), (8, 2, 0.05, 2048), (16, 4, 0.1, 1000), (4, 4, 0.2, 64)] {
+            let router = router(experts: experts, topK: topK, imbalance: imbalance, routing: .quotas)
+            let label = "E=\(experts) k=\(topK) imbalance \(imbalance) T=\(tokens)"
+            let x = randomMatrix(rows: tokens, columns: modelWidth, seed: 3)
+            let routing = router.forward(x.view)
+            let shares = router.bias.map { exp(Double($0)) }, total = shares.reduce(0, +)
+            let exact = shares.map { $0 / total * Double(tokens * topK) }
+            for expert in 0..<experts {
+                // No expert takes a token twice; below that cap, each its share.
+                XCTAssertLessThanOrEqual(routing.expertLoad[expert], tokens, label)
+                if exact.allSatisfy({ $0 <= Double(tokens) }) {
+                    XCTAssertLessThanOrEqual(abs(Double(routing.expertLoad[expert]) - exact[expert]), 1, label)
+                }
+            }
+            XCTAssertEqual(routing.expertLoad.reduce(0, +), tokens * topK, label)
+            for token in 0..<tokens {
+                let slots = (token * topK)..<((token + 1) * topK)
+                XCTAssertEqual(Set(routing.choices[slots]).count, topK, "\(label): token \(token)'s experts differ")
+                XCTAssertEqual(Double(routing.weights[slots].reduce(0, +)), 1, accuracy: 1e-5, label)
+            }
+            let quarter = tokens / 4
+            for chunk in 0..<4 {
+                let choices = routing.choices[(chunk * quarter * topK)..<((chunk + 1) * quarter * topK)]
+                for expert in 0..<experts {
+                    let expected = Double(routing.expertLoad[expert]) / 4
+                    XCTAssertEqual(Double(choices.filter { $0 == expert }.count), expected, accuracy: max(3, 0.15 * expected),
+                                   "\(label): expert \(expert) in quarter \(chunk)")
+                }
+            }
+        }
     }
 
     func testRoutingInvariants() {

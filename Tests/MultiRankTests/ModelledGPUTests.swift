@@ -16,13 +16,16 @@ final class ModelledGPUTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
 
-    /// `comet-bench layer` at a small shape with `flags`: the rows of its JSON by schedule.
-    private func layer(_ name: String, _ flags: [String]) throws -> [String: [String: Any]] {
+    /// `comet-bench layer` at a small shape with `flags` and `schedules`: the rows of its
+    /// JSON by schedule.
+    private func layer(
+        _ name: String, _ flags: [String], schedules: [String] = ["sequential", "comet", "comet-rows"]
+    ) throws -> [String: [String: Any]] {
         let json = directory.appendingPathComponent("\(name).json")
         let job = try MPIJob.run(ranks: 8, "comet-bench", [
             "layer", "--tokens", "256", "--model-width", "256", "--hidden-width", "512", "--iterations", "1", "--warmup", "0",
-            "--schedule", "sequential", "--schedule", "comet", "--schedule", "comet-rows", "--json", json.path,
-        ] + flags)
+            "--json", json.path,
+        ] + schedules.flatMap { ["--schedule", $0] } + flags)
         XCTAssertEqual(job.status, 0, job.transcript)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
         let rows = report["schedules"] as! [[String: Any]]
@@ -47,6 +50,22 @@ final class ModelledGPUTests: XCTestCase {
         XCTAssertEqual(first["sequential"]!["output_digest"] as? String, host["sequential"]!["output_digest"] as? String)
     }
 
+    /// A time-only run computes and copies nothing, yet every schedule's device times are
+    /// those of a computing run with the same (quota) routing, in both layouts.
+    func testTimeOnlyGivesTheComputingRunsDeviceTimes() throws {
+        let schedules = ["sequential", "chunked", "comet", "comet-rows"]
+        for tp in ["1", "2"] {
+            let flags = ["--device", "h800", "--tp", tp, "--chunks", "2", "--imbalance", "0.05"]
+            let computed = try layer("computed-\(tp)", flags + ["--routing", "quotas"], schedules: schedules)
+            let timed = try layer("timed-\(tp)", flags + ["--time-only"], schedules: schedules)
+            for schedule in ["sequential", "chunked d=2", "comet", "comet-rows"] {
+                for key in ["forward_ms", "backward_ms", "comm_ms", "gemm_ms"] {
+                    XCTAssertEqual("\(computed[schedule]![key]!)", "\(timed[schedule]![key]!)", "TP=\(tp) \(schedule): \(key)")
+                }
+            }
+        }
+    }
+
     func testTrainingOnModelledH800HasTheHostsLosses() throws {
         func train(_ name: String, _ flags: [String]) throws -> (losses: [Double], seconds: Double) {
             let run = directory.appendingPathComponent(name)
@@ -68,6 +87,8 @@ final class ModelledGPUTests: XCTestCase {
             (["layer", "--device", "h800", "--clock", "wall"], "--device h800 charges every kernel from the GPU's model"),
             (["layer", "--link", "device"], "--link device is a modelled GPU's interconnect"),
             (["layer", "--device", "l20", "--link", "h800"], "with --device l20 the GEMMs are the GPU's: use --link device"),
+            (["layer", "--time-only"], "--time-only charges every kernel from a modelled GPU's costs"),
+            (["layer", "--device", "h200", "--time-only", "--routing", "learned"], "a time-only run routes by quotas"),
         ]
         for (arguments, message) in cases {
             let job = try MPIJob.run(ranks: 2, "comet-bench", arguments, timeout: 120)
