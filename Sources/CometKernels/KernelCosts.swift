@@ -21,9 +21,12 @@ public protocol KernelCosts: Sendable {
 public struct FusedKernel: Sendable {
     /// The whole kernel's rows over the piece's, and its output columns over the piece's.
     public let rows: Double, columns: Double
+    /// SMs the kernel's communication thread blocks hold, which its GEMM tiles cannot
+    /// use (comet's split of a modelled GPU, `SMSplit`); 0: all are the GEMM's.
+    public let heldSMs: Int
 
     /// A kernel of its own.
-    public static let single = FusedKernel(rows: 1, columns: 1)
+    public static let single = FusedKernel(rows: 1, columns: 1, heldSMs: 0)
 
     /// The piece's share of the whole kernel's work.
     public var share: Double { 1 / (rows * columns) }
@@ -32,12 +35,14 @@ public struct FusedKernel: Sendable {
     @TaskLocal public static var current = FusedKernel.single
 
     /// Runs `body`, work on `rows` rows and `columns` output columns, as a piece of a
-    /// fused kernel over `wholeRows` rows and `wholeColumns` columns.
+    /// fused kernel over `wholeRows` rows and `wholeColumns` columns whose communication
+    /// holds `heldSMs` SMs.
     public static func piece<T>(
-        rows: Int, ofRows wholeRows: Int, columns: Int = 1, ofColumns wholeColumns: Int = 1, _ body: () throws -> T
+        rows: Int, ofRows wholeRows: Int, columns: Int = 1, ofColumns wholeColumns: Int = 1, heldSMs: Int = 0,
+        _ body: () throws -> T
     ) rethrows -> T {
         let whole = FusedKernel(rows: Double(max(wholeRows, rows, 1)) / Double(max(rows, 1)),
-                                columns: Double(max(wholeColumns, columns, 1)) / Double(max(columns, 1)))
+                                columns: Double(max(wholeColumns, columns, 1)) / Double(max(columns, 1)), heldSMs: heldSMs)
         return try $current.withValue(whole, operation: body)
     }
 }

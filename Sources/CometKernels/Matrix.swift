@@ -95,7 +95,7 @@ public final class Matrix: @unchecked Sendable {
         storage = .allocateZeroed(max(1, rows * columns))
     }
 
-    deinit { free(storage.baseAddress) }
+    deinit { storage.deallocateZeroed() }
 
     public var view: MatrixView { MatrixView(base: storage.baseAddress!, rows: rows, columns: columns) }
 
@@ -127,13 +127,24 @@ public final class RowBuffer: @unchecked Sendable {
 }
 
 extension UnsafeMutableBufferPointer<Float> {
-    /// `count` zeroed Floats from `calloc`, given back with `free`: large ones are pages
-    /// the kernel maps on first write, so memory that is never written (all of a
-    /// time-only run's) is never resident.
+    /// Bytes from which zeroed allocations are pages of their own (`allocateZeroed`).
+    static let pagedBytes = 1 << 20
+
+    /// `count` zeroed Floats, given back with `deallocateZeroed`. From a megabyte up they
+    /// are anonymous pages of their own, which the kernel maps on first write, so memory
+    /// that is never written (all of a time-only run's) is never resident; smaller ones
+    /// come from `calloc`. (`calloc` alone would not do: once a large block is freed,
+    /// glibc serves blocks up to 32 MB from its heap and clears them by writing.)
     public static func allocateZeroed(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
-        guard let memory = calloc(count, MemoryLayout<Float>.stride) else {
-            fatalError("out of memory: \(count) floats")
-        }
+        let bytes = count * MemoryLayout<Float>.stride
+        let memory = bytes < pagedBytes ? calloc(count, MemoryLayout<Float>.stride)
+            : mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0).flatMap { $0 == MAP_FAILED ? nil : $0 }
+        guard let memory else { fatalError("out of memory: \(count) floats") }
         return UnsafeMutableBufferPointer(start: memory.assumingMemoryBound(to: Float.self), count: count)
+    }
+
+    /// Gives back what `allocateZeroed` gave.
+    public func deallocateZeroed() {
+        if count * MemoryLayout<Float>.stride < Self.pagedBytes { free(baseAddress) } else { munmap(baseAddress, count * MemoryLayout<Float>.stride) }
     }
 }

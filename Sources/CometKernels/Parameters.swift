@@ -36,8 +36,8 @@ public final class ParameterSet: @unchecked Sendable {
     }
 
     deinit {
-        free(values.baseAddress)
-        free(gradients.baseAddress)
+        values.deallocateZeroed()
+        gradients.deallocateZeroed()
     }
 
     public func entry(_ name: String) -> Entry {

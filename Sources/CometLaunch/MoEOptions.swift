@@ -1,4 +1,5 @@
 import ArgumentParser
+import CometDevices
 import CometKernels
 import CometMoE
 
@@ -45,6 +46,10 @@ public struct ScheduleFlags: ParsableArguments {
     public var tileRows: Int?
     @Option(help: "Columns per layer1 column block (comet; default: by link, 256, or one block on a native link).")
     public var blockColumns: Int?
+    @Option(help: ArgumentHelp(
+        "SMs comet's communication thread blocks hold on a modelled GPU (--device): its pulls and pushes copy at what that "
+            + "many blocks reach, its GEMMs run on the rest (default \(GPUModel.defaultCommSMs)).", valueName: "N"))
+    public var commSms: Int?
     @Flag(help: "Use MPI_Put/MPI_Get windows even on one node (comet).") public var forcePutGet = false
 
     public init() {}
@@ -54,7 +59,7 @@ public struct ScheduleFlags: ParsableArguments {
         var options = ScheduleOptions()
         (options.coresPerRank, options.commThreads, options.gemmThreads) = (coresPerRank, commThreads, gemmThreads)
         options.tileRows = tileRows
-        (options.blockColumns, options.chunks) = (blockColumns, chunks)
+        (options.blockColumns, options.chunks, options.commSMs) = (blockColumns, chunks, commSms)
         return options
     }
 }

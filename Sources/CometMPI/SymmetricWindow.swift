@@ -56,7 +56,11 @@ public final class SymmetricWindow: @unchecked Sendable {
     ///
     /// - Parameter forcePutGet: use `MPI_Put`/`MPI_Get` even when all ranks share a
     ///   node, to exercise the multi-node path on one machine. Same on every rank.
-    public init(communicator: Communicator, byteCount: Int, flagCount: Int, forcePutGet: Bool = false) throws {
+    /// - Parameter zeroingData: zero the data bytes, not only the flags (a run that never
+    ///   reads them, time-only, leaves their pages untouched and so not resident).
+    public init(
+        communicator: Communicator, byteCount: Int, flagCount: Int, forcePutGet: Bool = false, zeroingData: Bool = true
+    ) throws {
         precondition(byteCount >= 0 && flagCount >= 0, "window sizes must not be negative")
         self.communicator = communicator
         self.byteCount = byteCount
@@ -94,7 +98,7 @@ public final class SymmetricWindow: @unchecked Sendable {
         try check(MPI_Win_set_errhandler(window, comet_errors_return()), "MPI_Win_set_errhandler")
         self.window = window
         self.segment = base!
-        segment.initializeMemory(as: UInt8.self, repeating: 0, count: segmentBytes)
+        segment.initializeMemory(as: UInt8.self, repeating: 0, count: zeroingData ? segmentBytes : dataOffset)
         if path == .putGet {
             try check(MPI_Win_lock_all(Int32(MPI_MODE_NOCHECK), window), "MPI_Win_lock_all")
         }

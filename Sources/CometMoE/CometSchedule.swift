@@ -50,7 +50,9 @@ public final class CometSchedule: MoESchedule {
     }
 
     public var name: String { layer1.scheduleName }
-    public var tiling: ScheduleTiling { ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil) }
+    public var tiling: ScheduleTiling {
+        ScheduleTiling(tileRows: tileRows, columnBlocks: layer1 == .columns ? blocks : nil, commSMs: link.copyBlocks)
+    }
     /// Communicator threads and GEMM threads (`ScheduleOptions.engines(for:)`).
     public let engines: EngineSplit
     let options: ScheduleOptions
@@ -83,17 +85,17 @@ public final class CometSchedule: MoESchedule {
     }
 
     public func forward(_ x: MatrixView, _ call: LayerCall, into y: MatrixView) throws {
-        let plan = call.plan, buffers = self.buffers
+        let plan = call.plan, buffers = self.buffers, held = link.copyBlocks ?? 0
         buffers.reserve(rows: plan.receivedRows)
         let phase = try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
             HomeRows.pack(x, plan, rows: 0..<(plan.tokens * plan.topK), into: send)
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.x,
-            rowTile: { experts, expert, rows in plan.fused(expert, rows) { experts.forwardUp(expert, rows: rows, buffers) } },
+            rowTile: { experts, expert, rows in plan.fused(expert, rows, heldSMs: held) { experts.forwardUp(expert, rows: rows, buffers) } },
             rowGradient: nil,
             columnBlock: { experts, expert, rows, columns in
-                plan.fused(expert, rows, columns, of: y.columns) { experts.forwardDown(expert, rows: rows, columns: columns, buffers) }
+                plan.fused(expert, rows, columns, of: y.columns, heldSMs: held) { experts.forwardDown(expert, rows: rows, columns: columns, buffers) }
             },
             tail: [],
             results: buffers.y,
@@ -103,7 +105,7 @@ public final class CometSchedule: MoESchedule {
     }
 
     public func backward(_ dy: MatrixView, _ call: LayerCall, into dx: MatrixView) throws -> [Float] {
-        let plan = call.plan, returned = window.returnRows, buffers = self.buffers
+        let plan = call.plan, returned = window.returnRows, buffers = self.buffers, held = link.copyBlocks ?? 0
         var weightGradients: [Float] = []
         // The expert outputs are still in the return rows: no rank pushes before it has pulled what this publishes.
         let phase = try window.publish(rows: plan.tokens * plan.topK, timeline: call.timeline) { send in
@@ -117,12 +119,12 @@ public final class CometSchedule: MoESchedule {
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.dy,
-            rowTile: { experts, expert, rows in plan.fused(expert, rows) { experts.backwardDown(expert, rows: rows, buffers) } },
+            rowTile: { experts, expert, rows in plan.fused(expert, rows, heldSMs: held) { experts.backwardDown(expert, rows: rows, buffers) } },
             rowGradient: { experts, expert, rows in
-                plan.fused(expert, rows) { experts.accumulateDownGradient(expert, rows: rows, buffers) }
+                plan.fused(expert, rows, heldSMs: held) { experts.accumulateDownGradient(expert, rows: rows, buffers) }
             },
             columnBlock: { experts, expert, rows, columns in
-                plan.fused(expert, rows, columns, of: dx.columns) { experts.backwardUp(expert, rows: rows, columns: columns, buffers) }
+                plan.fused(expert, rows, columns, of: dx.columns, heldSMs: held) { experts.backwardUp(expert, rows: rows, columns: columns, buffers) }
             },
             tail: tail,
             results: buffers.dx,
@@ -153,10 +155,13 @@ public final class CometSchedule: MoESchedule {
 extension RoutingPlan {
     /// Runs `body`, comet's work on `rows` of `expert` (and `columns` of its `width`
     /// output columns), as a piece of the fused kernel over all of the expert's rows and
-    /// columns (`FusedKernel`), as Comet's kernels tile them.
-    func fused(_ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>? = nil, of width: Int = 1, _ body: () -> Double) -> Double {
+    /// columns (`FusedKernel`), as Comet's kernels tile them, whose communication holds
+    /// `heldSMs` of a GPU's SMs.
+    func fused(
+        _ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>? = nil, of width: Int = 1, heldSMs: Int, _ body: () -> Double
+    ) -> Double {
         FusedKernel.piece(rows: rows.count, ofRows: expertRows(expert).count, columns: columns?.count ?? 1,
-                          ofColumns: columns == nil ? 1 : width, body)
+                          ofColumns: columns == nil ? 1 : width, heldSMs: heldSMs, body)
     }
 }
 

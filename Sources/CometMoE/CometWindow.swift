@@ -29,7 +29,7 @@ final class CometWindow: @unchecked Sendable {
         self.layout = layout
         self.stamped = stamped
         window = try SymmetricWindow(communicator: group, byteCount: layout.byteCount, flagCount: layout.flagCount,
-                                     forcePutGet: forcePutGet)
+                                     forcePutGet: forcePutGet, zeroingData: !ModelledKernels.isTimeOnly)
     }
 
     var me: Int { window.communicator.rank }

@@ -17,6 +17,26 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     public var bandwidth: Double
     /// What a rank's transfers queue on.
     public var queues: Queues
+    /// What a GPU's thread blocks copy (a modelled GPU's link); nil: transfers take the
+    /// queue's bandwidth whoever moves them.
+    public var copyRates: CopyRates?
+
+    /// Bytes/s (this link's bytes) that thread blocks pull from and push to peers, by
+    /// blocks (index 0...SMs): a fused kernel's communication blocks move rows no faster,
+    /// whatever the port allows. Collectives (copy engines, NCCL) are not capped.
+    public struct CopyRates: Sendable, Codable, Equatable {
+        public let pull: [Double], push: [Double]
+        /// Blocks a fused kernel communicates with when its schedule does not say.
+        public let defaultBlocks: Int
+
+        public init(pull: [Double], push: [Double], defaultBlocks: Int) {
+            precondition(pull.count == push.count && pull.count > defaultBlocks, "copy rates for every block count up to the SMs")
+            (self.pull, self.push, self.defaultBlocks) = (pull, push, defaultBlocks)
+        }
+
+        /// The GPU's SMs, the most blocks.
+        public var sms: Int { pull.count - 1 }
+    }
 
     /// What a rank's transfers queue on.
     public enum Queues: String, Sendable, Codable {
@@ -29,11 +49,12 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
         case perPort
     }
 
-    public init(name: String, latency: Double, bandwidth: Double, queues: Queues = .perPeer) {
+    public init(name: String, latency: Double, bandwidth: Double, queues: Queues = .perPeer, copyRates: CopyRates? = nil) {
         self.name = name
         self.latency = latency
         self.bandwidth = bandwidth
         self.queues = queues
+        self.copyRates = copyRates
     }
 
     /// No pacing: transfers take what the memory copy takes.
@@ -128,11 +149,19 @@ public final class LinkClock: Sendable {
 
     public let model: LinkModel
     public let clock: any Clock
+    /// Thread blocks that move this rank's pulls and pushes (`LinkModel.CopyRates`), if
+    /// a fused kernel's do; nil: they take the queue's bandwidth.
+    public let copyBlocks: Int?
+    /// Bytes/s of pulls and pushes.
+    private let inboundRate: Double, outboundRate: Double
     private let busyUntil: Mutex<[Double]>
 
-    public init(model: LinkModel, ranks: Int, clock: any Clock) {
+    public init(model: LinkModel, ranks: Int, clock: any Clock, copyBlocks: Int? = nil) {
         self.model = model
         self.clock = clock
+        self.copyBlocks = copyBlocks
+        let rates = copyBlocks.flatMap { blocks in model.copyRates.map { ($0.pull[blocks], $0.push[blocks]) } }
+        (inboundRate, outboundRate) = (min(model.bandwidth, rates?.0 ?? .infinity), min(model.bandwidth, rates?.1 ?? .infinity))
         busyUntil = Mutex([Double](repeating: 0, count: model.queues == .perPeer ? ranks : 2))
     }
 
@@ -145,7 +174,7 @@ public final class LinkClock: Sendable {
     }
 
     /// Books `bytes` going `direction` on the link to or from `peer`, a transfer that
-    /// started at `start`; returns when they arrive. Transfers to oneself are free. On
+    /// started at `start`, at the copy blocks' rate if that is lower; returns when they arrive. Transfers to oneself are free. On
     /// the native link the caller's copy is the transfer, so the bytes arrive when it
     /// has copied them: now.
     public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double, _ direction: Direction) -> Double {
@@ -157,10 +186,15 @@ public final class LinkClock: Sendable {
         case (.perPort, .outbound): [1]
         case (.perPort, .both): [0, 1]
         }
+        let rate = switch direction {
+        case .inbound: inboundRate
+        case .outbound: outboundRate
+        case .both: model.bandwidth
+        }
         return busyUntil.withLock { busy in
             let sending = queues.reduce(start) { max($0, busy[$1]) }
-            for queue in queues { busy[queue] = sending + Double(bytes) / model.bandwidth }
-            return sending + model.latency + Double(bytes) / model.bandwidth
+            for queue in queues { busy[queue] = sending + Double(bytes) / rate }
+            return sending + model.latency + Double(bytes) / rate
         }
     }
 }

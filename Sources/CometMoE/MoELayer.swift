@@ -64,7 +64,8 @@ public final class MoELayer {
         experts = Experts(config: config, firstExpert: group.rank / tensorParallel * perRank, count: perRank,
                           shard: group.rank % tensorParallel, shards: tensorParallel, parameters: parameters,
                           prefix: "\(prefix)experts.")
-        self.link = LinkClock(model: link, ranks: group.size, clock: device.clock)
+        self.link = LinkClock(model: link, ranks: group.size, clock: device.clock,
+                              copyBlocks: try options.copyBlocks(for: kind, on: link))
         timeline = Timeline(clock: device.clock)
         schedule = try kind.make(config: config, options: options, link: self.link, device: device, group: group,
                                  tensorParallel: tensorParallel, forcePutGet: forcePutGet)

@@ -48,9 +48,11 @@ public struct ScheduleTiling: Sendable, Codable, Equatable, CustomStringConverti
     public var columnBlocks: [Range<Int>]?
     /// The chunked schedule's chunks.
     public var chunks: Int?
+    /// Comet's communication SMs on a modelled GPU.
+    public var commSMs: Int?
 
-    public init(tileRows: Int? = nil, columnBlocks: [Range<Int>]? = nil, chunks: Int? = nil) {
-        (self.tileRows, self.columnBlocks, self.chunks) = (tileRows, columnBlocks, chunks)
+    public init(tileRows: Int? = nil, columnBlocks: [Range<Int>]? = nil, chunks: Int? = nil, commSMs: Int? = nil) {
+        (self.tileRows, self.columnBlocks, self.chunks, self.commSMs) = (tileRows, columnBlocks, chunks, commSMs)
     }
 
     public var description: String {
@@ -58,6 +60,7 @@ public struct ScheduleTiling: Sendable, Codable, Equatable, CustomStringConverti
         if let tileRows { parts.append(tileRows >= ScheduleOptions.wholeSegments ? "whole-segment tiles" : "\(tileRows)-row tiles") }
         if let columnBlocks { parts.append("column blocks " + columnBlocks.map { "\($0.count)" }.joined(separator: "+")) }
         if let chunks { parts.append("\(chunks) chunks") }
+        if let commSMs { parts.append("\(commSMs) communication SMs") }
         return parts.isEmpty ? "whole exchanges" : parts.joined(separator: ", ")
     }
 }
@@ -115,8 +118,29 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
     public var blockColumns: Int?
     /// Chunks the chunked schedule pipelines.
     public var chunks = 4
+    /// SMs comet's communication thread blocks hold on a modelled GPU (the paper's
+    /// adaptive workload assignment): its pulls and pushes move at what they copy, its
+    /// GEMMs run on the SMs left. nil: the GPU's default (`LinkModel.CopyRates`).
+    public var commSMs: Int?
 
     public init() {}
+
+    /// The thread blocks that move a `kind` schedule's rows on `link`: comet's
+    /// communication SMs on a GPU's link, nil for the others and on other links.
+    /// Throws when they leave a GPU no SM or are set where there is no GPU.
+    public func copyBlocks(for kind: ScheduleKind, on link: LinkModel) throws -> Int? {
+        guard kind == .comet || kind == .cometRows else { return nil }
+        guard let rates = link.copyRates else {
+            if commSMs != nil { throw InputError("--comm-sms divides a modelled GPU's SMs: choose one with --device h200|h800|l20") }
+            return nil
+        }
+        let blocks = commSMs ?? rates.defaultBlocks
+        guard (1..<rates.sms).contains(blocks) else {
+            throw InputError("comet's communication SMs (--comm-sms) must leave the GEMMs some of the GPU's \(rates.sms): 1 to "
+                + "\(rates.sms - 1), got \(blocks)")
+        }
+        return blocks
+    }
 
     /// Writes every key, nil as null, so that a configuration file shows them all.
     public func encode(to encoder: Encoder) throws {
@@ -127,6 +151,7 @@ public struct ScheduleOptions: Sendable, Codable, Equatable {
         try container.encode(tileRows, forKey: .tileRows)
         try container.encode(blockColumns, forKey: .blockColumns)
         try container.encode(chunks, forKey: .chunks)
+        try container.encode(commSMs, forKey: .commSMs)
     }
 
     /// How a schedule of `kind` divides the `coresPerRank` engines (valid once `validate` passed).

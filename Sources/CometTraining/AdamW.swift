@@ -43,8 +43,8 @@ public final class AdamW: @unchecked Sendable {
     }
 
     deinit {
-        free(firstMoment.baseAddress)
-        free(secondMoment.baseAddress)
+        firstMoment.deallocateZeroed()
+        secondMoment.deallocateZeroed()
     }
 
     /// One update of `parameters` from their gradients times `gradientScale` (the

@@ -9,7 +9,7 @@ struct CometBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "comet-bench",
         abstract: "Measure comet's building blocks and schedules side by side in one run.",
-        subcommands: [LayerBench.self, SweepBench.self, TuneBench.self, E2EBench.self, GEMMBench.self, WindowBench.self])
+        subcommands: [LayerBench.self, SweepBench.self, TuneBench.self, E2EBench.self, PaperBench.self, GEMMBench.self, WindowBench.self])
 }
 
 Launch.main(CometBench.self)

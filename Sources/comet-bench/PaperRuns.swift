@@ -1,0 +1,87 @@
+import CometCore
+import CometKernels
+import CometMPI
+import CometMoE
+
+/// The paper's MoE models (Table 2 of Comet: E, top-k, N, K).
+struct PaperModel: Sendable {
+    let name: String
+    let experts: Int, topK: Int, modelWidth: Int, hiddenWidth: Int
+
+    static let mixtral = PaperModel(name: "Mixtral-8x7B", experts: 8, topK: 2, modelWidth: 4096, hiddenWidth: 14336)
+    static let qwen2 = PaperModel(name: "Qwen2-MoE-2.7B", experts: 64, topK: 4, modelWidth: 2048, hiddenWidth: 1408)
+    static let phi35 = PaperModel(name: "Phi-3.5-MoE", experts: 16, topK: 2, modelWidth: 4096, hiddenWidth: 6400)
+    static let all = [mixtral, qwen2, phi35]
+
+    /// The layer with `tokens` M over `ranks` ranks (each routes M / W, attention being
+    /// data parallel), routed by quotas with `imbalance`.
+    func config(tokens: Int, ranks: Int, imbalance: Double = 0) -> MoEConfig {
+        var config = MoEConfig()
+        (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokens / ranks, modelWidth, hiddenWidth)
+        (config.experts, config.topK, config.imbalance, config.routing) = (experts, topK, imbalance, .quotas)
+        return config
+    }
+}
+
+/// One schedule's device times on one layer: a forward and a backward between barriers
+/// (the slowest rank's), and the forward's communication and expert GEMMs (the busiest
+/// rank's), seconds; and this rank's forward activities.
+struct PaperTiming: Sendable {
+    let forward: Double, backward: Double, forwardComm: Double, forwardGEMM: Double
+    let forwardActivities: [Activity]
+}
+
+/// The runs behind `comet-bench paper`: each schedule on one layer, time-only on the
+/// process's modelled GPU, and comet at each candidate SM split, the best kept (the
+/// paper's offline profiling for adaptive workload assignment).
+struct PaperRuns {
+    let world: Communicator
+    let device: Device
+    let link: LinkModel
+    /// Comet's candidate communication SMs.
+    let smCandidates: [Int]
+
+    /// One forward and backward of `kind` with `options` on `config`, TP `tp`. Collective.
+    func time(_ kind: ScheduleKind, _ options: ScheduleOptions, _ config: MoEConfig, tp: Int) throws -> PaperTiming {
+        let layer = try MoELayer(config: config, group: world, tensorParallel: tp, schedule: kind, options: options, link: link,
+                                 device: device)
+        let (t, n) = (config.tokensPerRank, config.modelWidth)
+        let (x, y, dy, dx) = (Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n),
+                              Matrix(rows: t, columns: n))
+        let clock = device.clock
+        try world.barrier()
+        var start = clock.now()
+        try layer.forward(x.view, into: y.view)
+        try world.barrier()
+        let forward = clock.seconds(since: start)
+        var busy = [layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm)]
+        let activities = layer.timeline.all
+        start = clock.now()
+        try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
+        try world.barrier()
+        let backward = clock.seconds(since: start)
+        try layer.release()
+        try world.allReduce(&busy, .max)
+        return PaperTiming(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
+                           forwardComm: busy[0], forwardGEMM: busy[1], forwardActivities: activities)
+    }
+
+    /// Every schedule on `config` at TP `tp`: sequential, chunked at `chunks`, and comet
+    /// and comet-rows at each candidate split; labelled as `PaperRow.setting` says. Collective.
+    func schedules(_ config: MoEConfig, tp: Int, chunks: [Int] = [2, 4, 8]) throws -> [(kind: ScheduleKind, setting: Int, PaperTiming)] {
+        var options = ScheduleOptions()
+        var runs = [(kind: ScheduleKind.sequential, setting: 0, try time(.sequential, options, config, tp: tp))]
+        for d in chunks {
+            options.chunks = d
+            runs.append((.chunked, d, try time(.chunked, options, config, tp: tp)))
+        }
+        options.chunks = 1
+        for kind in [ScheduleKind.comet, .cometRows] {
+            for sms in smCandidates {
+                options.commSMs = sms
+                runs.append((kind, sms, try time(kind, options, config, tp: tp)))
+            }
+        }
+        return runs
+    }
+}
