@@ -117,7 +117,18 @@ public final class Timeline: Sendable {
 
     /// Seconds during which at least one of `activities` was of `kind`.
     public static func busySeconds(_ kind: ActivityKind, in activities: [Activity]) -> Double {
-        let intervals = activities.filter { $0.kind == kind }.map { ($0.start, $0.end) }.sorted { $0.0 < $1.0 }
+        busySeconds([kind], in: activities)
+    }
+
+    /// Seconds during which a `kind` activity overlapped a `other` one: communication
+    /// hidden behind GEMMs, for instance.
+    public static func overlapSeconds(_ kind: ActivityKind, _ other: ActivityKind, in activities: [Activity]) -> Double {
+        busySeconds(kind, in: activities) + busySeconds(other, in: activities) - busySeconds([kind, other], in: activities)
+    }
+
+    /// Seconds during which at least one of `activities` was of one of `kinds`.
+    public static func busySeconds(_ kinds: Set<ActivityKind>, in activities: [Activity]) -> Double {
+        let intervals = activities.filter { kinds.contains($0.kind) }.map { ($0.start, $0.end) }.sorted { $0.0 < $1.0 }
         var total = 0.0
         var current: (Double, Double)?
         for interval in intervals {

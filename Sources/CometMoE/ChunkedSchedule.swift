@@ -79,8 +79,10 @@ public final class ChunkedSchedule: MoESchedule {
                 (0..<chunk.plan.expertsPerRank).map { expert in
                     { (experts: Experts) in
                         let rows = chunk.plan.expertRows(expert)
-                        return experts.forwardUp(expert, rows: rows, chunk.buffers)
-                            + experts.forwardDown(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
+                        return chunk.plan.grouped(expert, rows) {
+                            experts.forwardUp(expert, rows: rows, chunk.buffers)
+                                + experts.forwardDown(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
+                        }
                     }
                 }
             },
@@ -106,10 +108,12 @@ public final class ChunkedSchedule: MoESchedule {
                 (0..<chunk.plan.expertsPerRank).map { expert in
                     { (experts: Experts) in
                         let rows = chunk.plan.expertRows(expert)
-                        return experts.backwardDown(expert, rows: rows, chunk.buffers)
-                            + experts.backwardUp(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
-                            + experts.accumulateDownGradient(expert, rows: rows, chunk.buffers)
-                            + experts.accumulateUpGradient(expert, rows: rows, chunk.buffers)
+                        return chunk.plan.grouped(expert, rows) {
+                            experts.backwardDown(expert, rows: rows, chunk.buffers)
+                                + experts.backwardUp(expert, rows: rows, columns: 0..<chunk.buffers.modelWidth, chunk.buffers)
+                                + experts.accumulateDownGradient(expert, rows: rows, chunk.buffers)
+                                + experts.accumulateUpGradient(expert, rows: rows, chunk.buffers)
+                        }
                     }
                 }
             },

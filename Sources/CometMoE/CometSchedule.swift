@@ -92,10 +92,10 @@ public final class CometSchedule: MoESchedule {
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.x,
-            rowTile: { experts, expert, rows in plan.fused(expert, rows, heldSMs: held) { experts.forwardUp(expert, rows: rows, buffers) } },
+            rowTile: { experts, expert, rows in plan.grouped(expert, rows, heldSMs: held) { experts.forwardUp(expert, rows: rows, buffers) } },
             rowGradient: nil,
             columnBlock: { experts, expert, rows, columns in
-                plan.fused(expert, rows, columns, of: y.columns, heldSMs: held) { experts.forwardDown(expert, rows: rows, columns: columns, buffers) }
+                plan.grouped(expert, rows, columns, of: y.columns, heldSMs: held) { experts.forwardDown(expert, rows: rows, columns: columns, buffers) }
             },
             tail: [],
             results: buffers.y,
@@ -119,12 +119,12 @@ public final class CometSchedule: MoESchedule {
         }
         try run(call, phase: phase, PassSteps(
             received: buffers.dy,
-            rowTile: { experts, expert, rows in plan.fused(expert, rows, heldSMs: held) { experts.backwardDown(expert, rows: rows, buffers) } },
+            rowTile: { experts, expert, rows in plan.grouped(expert, rows, heldSMs: held) { experts.backwardDown(expert, rows: rows, buffers) } },
             rowGradient: { experts, expert, rows in
-                plan.fused(expert, rows, heldSMs: held) { experts.accumulateDownGradient(expert, rows: rows, buffers) }
+                plan.grouped(expert, rows, heldSMs: held) { experts.accumulateDownGradient(expert, rows: rows, buffers) }
             },
             columnBlock: { experts, expert, rows, columns in
-                plan.fused(expert, rows, columns, of: dx.columns, heldSMs: held) { experts.backwardUp(expert, rows: rows, columns: columns, buffers) }
+                plan.grouped(expert, rows, columns, of: dx.columns, heldSMs: held) { experts.backwardUp(expert, rows: rows, columns: columns, buffers) }
             },
             tail: tail,
             results: buffers.dx,
@@ -149,19 +149,6 @@ public final class CometSchedule: MoESchedule {
                 try ComputeRows(pass: pass, layer1: layer1).run(thread: thread)
             }
         }
-    }
-}
-
-extension RoutingPlan {
-    /// Runs `body`, comet's work on `rows` of `expert` (and `columns` of its `width`
-    /// output columns), as a piece of the fused kernel over all of the expert's rows and
-    /// columns (`FusedKernel`), as Comet's kernels tile them, whose communication holds
-    /// `heldSMs` of a GPU's SMs.
-    func fused(
-        _ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>? = nil, of width: Int = 1, heldSMs: Int, _ body: () -> Double
-    ) -> Double {
-        FusedKernel.piece(rows: rows.count, ofRows: expertRows(expert).count, columns: columns?.count ?? 1,
-                          ofColumns: columns == nil ? 1 : width, heldSMs: heldSMs, body)
     }
 }
 

@@ -1,3 +1,4 @@
+import CometKernels
 import CometMPI
 
 /// Where every routed row goes and comes from, agreed by the W = EP x TP ranks of
@@ -177,5 +178,19 @@ public struct RoutingPlan: Sendable {
     /// Rows this rank receives from `source`, all experts together.
     public func receiveCount(source: Int) -> Int {
         (0..<expertsPerRank).reduce(0) { $0 + receiveCounts[source * expertsPerRank + $1] }
+    }
+}
+
+extension RoutingPlan {
+    /// Runs `body`, work on `rows` of local expert `expert` (and `columns` of its `width`
+    /// output columns), as a piece of one kernel over every local expert's rows and all
+    /// columns (`FusedKernel`): a grouped GEMM, as Megatron-Core runs its experts (the
+    /// paper's Megatron-Cutlass) and Comet's fused kernels tile them, whose communication
+    /// holds `heldSMs` of a GPU's SMs (comet's split; 0 for the others).
+    func grouped(
+        _ expert: Int, _ rows: Range<Int>, _ columns: Range<Int>? = nil, of width: Int = 1, heldSMs: Int = 0, _ body: () -> Double
+    ) -> Double {
+        FusedKernel.piece(rows: rows.count, ofRows: receivedRows, columns: columns?.count ?? 1,
+                          ofColumns: columns == nil ? 1 : width, heldSMs: heldSMs, body)
     }
 }

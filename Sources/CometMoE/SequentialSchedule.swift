@@ -80,7 +80,7 @@ public final class SequentialSchedule: MoESchedule {
         }
         try device.workers.parallelFor(threads: engines.gemm, count: tasks.count) { task, thread in
             let (expert, rows) = tasks[task]
-            call.timeline.recordGEMM(thread: 1 + thread, label) { work(experts, expert, rows, buffers) }
+            call.timeline.recordGEMM(thread: 1 + thread, label) { plan.grouped(expert, rows) { work(experts, expert, rows, buffers) } }
         }
     }
 }

@@ -25,9 +25,11 @@ struct PaperModel: Sendable {
 
 /// One schedule's device times on one layer: a forward and a backward between barriers
 /// (the slowest rank's), and the forward's communication and expert GEMMs (the busiest
-/// rank's), seconds; and this rank's forward activities.
+/// rank's), seconds; the share of the forward's communication that overlapped GEMMs
+/// (all ranks'); and this rank's forward activities.
 struct PaperTiming: Sendable {
     let forward: Double, backward: Double, forwardComm: Double, forwardGEMM: Double
+    let overlappedFraction: Double
     let forwardActivities: [Activity]
 }
 
@@ -61,9 +63,12 @@ struct PaperRuns {
         try world.barrier()
         let backward = clock.seconds(since: start)
         try layer.release()
+        var overlap = [Timeline.overlapSeconds(.comm, .gemm, in: activities), busy[0]]
         try world.allReduce(&busy, .max)
+        try world.allReduce(&overlap, .sum)
         return PaperTiming(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                           forwardComm: busy[0], forwardGEMM: busy[1], forwardActivities: activities)
+                           forwardComm: busy[0], forwardGEMM: busy[1], overlappedFraction: overlap[0] / max(overlap[1], 1e-12),
+                           forwardActivities: activities)
     }
 
     /// Every schedule on `config` at TP `tp`: sequential, chunked at `chunks`, and comet

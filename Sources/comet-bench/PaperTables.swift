@@ -42,18 +42,19 @@ enum PaperTables {
             schedule.rawValue, speedups.reduce(0, +) / Double(speedups.count), speedups.min()!, speedups.max()!))
     }
 
-    /// Latency hiding at Mixtral's EP=8, E=8, top-k 2, M=16384 (the paper's Figure 12).
+    /// Latency hiding at Mixtral's EP=8, E=8, top-k 2, M=16384 (the paper's Figure 12):
+    /// the share of each schedule's forward communication that overlapped its GEMMs, and
+    /// what its forward saved of sequential's communication time.
     static func printHiding(_ rows: [PaperRow]) {
         guard let point = rows.points.first(where: { $0.first?.tp == 1 && $0.first?.tokens == 16384 && $0.first?.experts == 8 }),
               let sequential = point.chosen(.sequential) else { return }
-        print(String(format: "latency hiding, %@ EP=8 E=8 top-k 2 M=16384: sequential's forward communication %.1f us of %.1f us; "
-            + "hidden (paper: Comet 86.5%%, Tutel 68.6%%, FasterMoE 29.2%%):", sequential.model, sequential.forward_comm_us,
-            sequential.forward_us))
-        let chunked = point.filter { $0.schedule == ScheduleKind.chunked.rawValue }
-        for row in [point.chosen(.comet), point.chosen(.cometRows), point.chosen(.chunked)].compactMap({ $0 })
-            + chunked.filter({ !$0.chosen }) {
-            print(String(format: "  %@ %@: %.1f%%%@", row.schedule, row.setting, 100 * row.hidden_fraction,
-                         row.schedule == "chunked" && row.chosen ? " (its best degree, as Tutel chooses)" : ""))
+        print(String(format: "latency hiding, %@ EP=8 E=8 top-k 2 M=16384 (paper: Comet 86.5%%, Tutel 68.6%%, FasterMoE 29.2%%); "
+            + "sequential's forward communication %.1f us of %.1f us:", sequential.model, sequential.forward_comm_us, sequential.forward_us))
+        print("  schedule              overlapped with GEMMs  saved of sequential's communication")
+        let chunked = point.filter { $0.schedule == ScheduleKind.chunked.rawValue && !$0.chosen }
+        for row in [point.chosen(.comet), point.chosen(.cometRows), point.chosen(.chunked)].compactMap({ $0 }) + chunked {
+            print(String(format: "  %@%21.1f%%  %35.1f%%", padded("\(row.schedule) \(row.setting)", 20), 100 * row.overlapped_fraction,
+                         100 * row.hidden_fraction))
         }
     }
 

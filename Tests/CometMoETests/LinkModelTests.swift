@@ -50,4 +50,28 @@ final class LinkModelTests: XCTestCase {
                        "an exchange waits for both directions")
         XCTAssertEqual(port.book(bytes: megabyte, peer: 0, isSelf: true, at: 5, .both), 5, "transfers to oneself are free")
     }
+
+    /// A fused kernel's communication blocks move pulls and pushes no faster than they
+    /// copy (`CopyRates`); collectives keep the port's bandwidth; comet's split must
+    /// leave the GEMMs SMs, and needs a GPU.
+    func testCopyBlocksCapPullsAndPushes() throws {
+        let megabyte = 1_000_000, rate = 1e9
+        let rates = LinkModel.CopyRates(pull: (0...4).map { Double($0) * 1e8 }, push: (0...4).map { Double($0) * 4e8 }, defaultBlocks: 2)
+        let model = LinkModel(name: "gpu", latency: 1e-5, bandwidth: rate, queues: .perPort, copyRates: rates)
+        let link = LinkClock(model: model, ranks: 4, clock: WallClock(), copyBlocks: 2)
+        XCTAssertEqual(link.book(bytes: megabyte, peer: 1, isSelf: false, at: 0, .inbound), 5.01e-3, accuracy: 1e-12, "2 blocks pull 2e8 B/s")
+        XCTAssertEqual(link.book(bytes: megabyte, peer: 1, isSelf: false, at: 0, .outbound), 1.26e-3, accuracy: 1e-12,
+                       "2 blocks push 8e8 B/s")
+        let wide = LinkClock(model: model, ranks: 4, clock: WallClock(), copyBlocks: 3)
+        XCTAssertEqual(wide.book(bytes: megabyte, peer: 1, isSelf: false, at: 0, .outbound), 1.01e-3, accuracy: 1e-12,
+                       "3 blocks push 1.2e9 B/s, more than the port's 1e9")
+        let free = LinkClock(model: model, ranks: 4, clock: WallClock())
+        XCTAssertEqual(free.book(bytes: megabyte, peer: 1, isSelf: false, at: 0, .both), 1.01e-3, accuracy: 1e-12)
+        var options = ScheduleOptions()
+        XCTAssertEqual(try options.copyBlocks(for: .comet, on: model), 2, "the GPU's default")
+        XCTAssertNil(try options.copyBlocks(for: .sequential, on: model))
+        options.commSMs = 4
+        XCTAssertThrowsError(try options.copyBlocks(for: .comet, on: model), "no SM left for the GEMMs")
+        XCTAssertThrowsError(try options.copyBlocks(for: .cometRows, on: .native), "no GPU")
+    }
 }

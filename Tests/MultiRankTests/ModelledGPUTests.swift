@@ -42,10 +42,13 @@ final class ModelledGPUTests: XCTestCase {
         // An H800's expert GEMMs at this shape take microseconds; this host's take milliseconds.
         let total = first["sequential"]!["total_ms"] as! Double
         XCTAssertLessThan(total, 2, "sequential's forward + backward on 8 modelled H800s")
-        // comet's tiles and blocks are pieces of fused kernels: their GEMMs cost what sequential's whole ones do.
+        // comet's tiles and blocks are pieces of fused kernels: their GEMMs cost what sequential's grouped ones do,
+        // slowed by the SMs comet's communication holds (h200_gemm_sm_split.csv: 2-3x for GEMMs this small).
         let gemm = { (schedule: String) in first[schedule]!["gemm_ms"] as! Double }
-        XCTAssertEqual(gemm("comet") / gemm("sequential"), 1, accuracy: 0.1)
-        XCTAssertEqual(gemm("comet-rows") / gemm("sequential"), 1, accuracy: 0.1)
+        for schedule in ["comet", "comet-rows"] {
+            XCTAssertGreaterThan(gemm(schedule) / gemm("sequential"), 1.5, schedule)
+            XCTAssertLessThan(gemm(schedule) / gemm("sequential"), 3.5, schedule)
+        }
         let host = try layer("host", ["--link", "native"])
         XCTAssertEqual(first["sequential"]!["output_digest"] as? String, host["sequential"]!["output_digest"] as? String)
     }
@@ -63,6 +66,25 @@ final class ModelledGPUTests: XCTestCase {
                     XCTAssertEqual("\(computed[schedule]![key]!)", "\(timed[schedule]![key]!)", "TP=\(tp) \(schedule): \(key)")
                 }
             }
+        }
+    }
+
+    /// The paper's 2-GPU check case repeats to the last digit, and its steps add up.
+    func testPaperTwoGPUCaseRepeats() throws {
+        func run(_ name: String) throws -> String {
+            let out = directory.appendingPathComponent(name)
+            let job = try MPIJob.run(ranks: 2, "comet-bench", ["paper", "--device", "h200", "--out", out.path])
+            XCTAssertEqual(job.status, 0, job.transcript)
+            return try String(contentsOf: out.appendingPathComponent("paper-h200-2gpu.csv"), encoding: .utf8)
+        }
+        let first = try run("first")
+        XCTAssertEqual(first, try run("second"))
+        let rows = first.split(separator: "\n").dropFirst().map { $0.split(separator: ",").dropFirst().compactMap { Double($0) } }
+        XCTAssertEqual(rows.map { $0[0] }, [4096, 8192, 16384])
+        for row in rows {
+            let (dispatch, gemms, combine, total) = (row[1], row[2], row[3], row[4])
+            XCTAssertGreaterThan(total, dispatch + gemms + combine, "sequential's steps run one after another")
+            XCTAssertLessThan(total, 1.1 * (dispatch + gemms + combine), "and little else")
         }
     }
 
@@ -89,6 +111,9 @@ final class ModelledGPUTests: XCTestCase {
             (["layer", "--device", "l20", "--link", "h800"], "with --device l20 the GEMMs are the GPU's: use --link device"),
             (["layer", "--time-only"], "--time-only charges every kernel from a modelled GPU's costs"),
             (["layer", "--device", "h200", "--time-only", "--routing", "learned"], "a time-only run routes by quotas"),
+            (["paper"], "comet-bench paper runs on a modelled GPU"),
+            (["layer", "--comm-sms", "8"], "--comm-sms divides a modelled GPU's SMs"),
+            (["layer", "--device", "h800", "--comm-sms", "132"], "comet's communication SMs (--comm-sms) must leave the GEMMs"),
         ]
         for (arguments, message) in cases {
             let job = try MPIJob.run(ranks: 2, "comet-bench", arguments, timeout: 120)
