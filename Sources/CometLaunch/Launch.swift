@@ -23,11 +23,15 @@ public protocol RankCommand: ParsableCommand {
     /// Whether the command's rows move on an emulated link (a `LinkModel` other than
     /// native), which books every transfer in device time.
     var linkIsEmulated: Bool { get }
+    /// Whether the command can run time-only (`--time-only`): it times schedules and
+    /// reads none of their values.
+    var runsTimeOnly: Bool { get }
     func run(on context: RankContext) throws
 }
 
 extension RankCommand {
     public var linkIsEmulated: Bool { false }
+    public var runsTimeOnly: Bool { false }
 
     public func run() throws {
         throw InputError("\(Self._commandName) runs through Launch.main")
@@ -54,6 +58,10 @@ public enum Launch {
         do {
             let command = try Root.parseAsRoot()
             if let command = command as? any RankCommand {
+                if command.runtime.timeOnly, !command.runsTimeOnly {
+                    throw InputError("\(type(of: command)._commandName) needs the values it computes: --time-only is for "
+                        + "comet-bench layer, sweep, tune and paper")
+                }
                 let device = Device(clock: try command.runtime.makeClock(world: world, linkIsEmulated: command.linkIsEmulated))
                 let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),
                                           blas: blas, device: device)

@@ -26,6 +26,7 @@ struct LayerBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     var linkIsEmulated: Bool { (try? options.setup.linkChoice(on: runtime.device)) != .native }
+    var runsTimeOnly: Bool { true }
 
     func validate() throws {
         _ = try options.setup.linkChoice(on: runtime.device)

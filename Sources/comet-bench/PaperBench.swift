@@ -41,6 +41,7 @@ struct PaperBench: RankCommand {
     }
 
     var linkIsEmulated: Bool { true }
+    var runsTimeOnly: Bool { true }
 
     var candidates: [Int] { commSms.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 

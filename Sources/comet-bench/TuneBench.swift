@@ -29,6 +29,7 @@ struct TuneBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     var linkIsEmulated: Bool { (try? setup.linkChoice(on: runtime.device)) != .native }
+    var runsTimeOnly: Bool { true }
 
     func validate() throws { _ = try setup.linkChoice(on: runtime.device) }
 
