@@ -22,7 +22,7 @@ public struct FusedKernel: Sendable {
     /// The whole kernel's rows over the piece's, and its output columns over the piece's.
     public let rows: Double, columns: Double
     /// SMs the kernel's communication thread blocks hold, which its GEMM tiles cannot
-    /// use (comet's split of a modelled GPU, `SMSplit`); 0: all are the GEMM's.
+    /// use (comet's split of a modelled GPU, `ScheduleOptions.commSMs`); 0: all are the GEMM's.
     public let heldSMs: Int
 
     /// A kernel of its own.

@@ -145,6 +145,7 @@ extension UnsafeMutableBufferPointer<Float> {
 
     /// Gives back what `allocateZeroed` gave.
     public func deallocateZeroed() {
-        if count * MemoryLayout<Float>.stride < Self.pagedBytes { free(baseAddress) } else { munmap(baseAddress, count * MemoryLayout<Float>.stride) }
+        let bytes = count * MemoryLayout<Float>.stride
+        if bytes < Self.pagedBytes { free(baseAddress) } else { munmap(baseAddress, bytes) }
     }
 }

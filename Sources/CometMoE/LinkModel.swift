@@ -174,9 +174,9 @@ public final class LinkClock: Sendable {
     }
 
     /// Books `bytes` going `direction` on the link to or from `peer`, a transfer that
-    /// started at `start`, at the copy blocks' rate if that is lower; returns when they arrive. Transfers to oneself are free. On
-    /// the native link the caller's copy is the transfer, so the bytes arrive when it
-    /// has copied them: now.
+    /// started at `start`, at the copy blocks' rate if that is lower; returns when they
+    /// arrive. Transfers to oneself are free. On the native link the caller's copy is
+    /// the transfer, so the bytes arrive when it has copied them: now.
     public func book(bytes: Int, peer: Int, isSelf: Bool, at start: Double, _ direction: Direction) -> Double {
         if model.isNative { return clock.stamp() }
         guard !isSelf, bytes > 0 else { return start }

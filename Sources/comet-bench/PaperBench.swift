@@ -46,7 +46,7 @@ struct PaperBench: RankCommand {
     var candidates: [Int] { commSms.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     var models: [PaperModel] {
-        model.isEmpty ? PaperModel.all : model.compactMap { name in PaperModel.all.first { $0.name.lowercased().hasPrefix(name.lowercased()) } }
+        model.isEmpty ? PaperModel.all : model.compactMap { key in PaperModel.all.first { $0.key == key.lowercased() } }
     }
 
     func validate() throws {
@@ -134,7 +134,8 @@ struct PaperBench: RankCommand {
                       (8, 2, 0.05)]
         var rows: [PaperRow] = []
         for (experts, topK, imbalance) in shapes {
-            let model = PaperModel(name: base.name, experts: experts, topK: topK, modelWidth: base.modelWidth, hiddenWidth: base.hiddenWidth)
+            let model = PaperModel(name: base.name, key: base.key, experts: experts, topK: topK, modelWidth: base.modelWidth,
+                                   hiddenWidth: base.hiddenWidth)
             let config = model.config(tokens: 8192, ranks: 8, imbalance: imbalance)
             progress(runs, "sensitivity E \(experts) top-k \(topK) imbalance \(imbalance)")
             let point = PaperPoint(device: gpu.name, section: "sensitivity", model: model, config: config, ranks: 8, tp: 1)

@@ -5,12 +5,13 @@ import CometMoE
 
 /// The paper's MoE models (Table 2 of Comet: E, top-k, N, K).
 struct PaperModel: Sendable {
-    let name: String
+    /// The name in tables, and on the command line (`--model`).
+    let name: String, key: String
     let experts: Int, topK: Int, modelWidth: Int, hiddenWidth: Int
 
-    static let mixtral = PaperModel(name: "Mixtral-8x7B", experts: 8, topK: 2, modelWidth: 4096, hiddenWidth: 14336)
-    static let qwen2 = PaperModel(name: "Qwen2-MoE-2.7B", experts: 64, topK: 4, modelWidth: 2048, hiddenWidth: 1408)
-    static let phi35 = PaperModel(name: "Phi-3.5-MoE", experts: 16, topK: 2, modelWidth: 4096, hiddenWidth: 6400)
+    static let mixtral = PaperModel(name: "Mixtral-8x7B", key: "mixtral", experts: 8, topK: 2, modelWidth: 4096, hiddenWidth: 14336)
+    static let qwen2 = PaperModel(name: "Qwen2-MoE-2.7B", key: "qwen2", experts: 64, topK: 4, modelWidth: 2048, hiddenWidth: 1408)
+    static let phi35 = PaperModel(name: "Phi-3.5-MoE", key: "phi35", experts: 16, topK: 2, modelWidth: 4096, hiddenWidth: 6400)
     static let all = [mixtral, qwen2, phi35]
 
     /// The layer with `tokens` M over `ranks` ranks (each routes M / W, attention being

@@ -112,6 +112,7 @@ final class ModelledGPUTests: XCTestCase {
             (["layer", "--time-only"], "--time-only charges every kernel from a modelled GPU's costs"),
             (["layer", "--device", "h200", "--time-only", "--routing", "learned"], "a time-only run routes by quotas"),
             (["paper"], "comet-bench paper runs on a modelled GPU"),
+            (["paper", "--device", "h800", "--model", "gpt"], "--model takes mixtral, qwen2 or phi35"),
             (["e2e", "--device", "h800", "--time-only"], "e2e needs the values it computes"),
             (["layer", "--comm-sms", "8"], "--comm-sms divides a modelled GPU's SMs"),
             (["layer", "--device", "h800", "--comm-sms", "132"], "comet's communication SMs (--comm-sms) must leave the GEMMs"),
