@@ -32,10 +32,10 @@ public enum TunedSplit {
                 })
         }
         let split = chosen?.split ?? .fixedDefault(coresPerRank: coresPerRank)
-        var message = [split.commThreads, split.gemmThreads, split.tileRows, split.blockColumns].map { Int64($0) }
+        var message = [split.commThreads, split.gemmThreads, split.tileRows, split.blockColumns, split.commSMs ?? -1].map { Int64($0) }
         try world.broadcast(&message, root: 0)
         return (WorkloadSplit(commThreads: Int(message[0]), gemmThreads: Int(message[1]), tileRows: Int(message[2]),
-                              blockColumns: Int(message[3])),
+                              blockColumns: Int(message[3]), commSMs: message[4] < 0 ? nil : Int(message[4])),
                 chosen?.reason ?? "")
     }
 

@@ -13,26 +13,42 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
     public var gemmThreads: Int
     public var tileRows: Int
     public var blockColumns: Int
+    /// Communication SMs on a modelled GPU (`ScheduleOptions.commSMs`); nil elsewhere,
+    /// and in tables written before GPUs.
+    public var commSMs: Int?
 
-    public init(commThreads: Int, gemmThreads: Int, tileRows: Int, blockColumns: Int) {
+    public init(commThreads: Int, gemmThreads: Int, tileRows: Int, blockColumns: Int, commSMs: Int? = nil) {
         (self.commThreads, self.gemmThreads, self.tileRows, self.blockColumns) = (commThreads, gemmThreads, tileRows, blockColumns)
+        self.commSMs = commSMs
     }
 
     /// What comet uses when nothing is tuned on an emulated link: one communicator and
-    /// the rest of the `coresPerRank` engines GEMM engines, 32-row tiles, 256-column blocks.
-    public static func fixedDefault(coresPerRank: Int) -> WorkloadSplit {
+    /// the rest of the `coresPerRank` engines GEMM engines, 32-row tiles, 256-column
+    /// blocks, and on a GPU `commSMs` communication SMs.
+    public static func fixedDefault(coresPerRank: Int, commSMs: Int? = nil) -> WorkloadSplit {
         WorkloadSplit(commThreads: 1, gemmThreads: coresPerRank - 1, tileRows: ScheduleOptions.emulatedTileRows(for: .comet),
-                      blockColumns: ScheduleOptions.emulatedBlockColumns)
+                      blockColumns: ScheduleOptions.emulatedBlockColumns, commSMs: commSMs)
     }
+
+    /// Communication SMs `comet-bench tune` tries on a modelled GPU.
+    public static let smCandidates = [8, 16, 24, 32, 48]
 
     /// The candidates `comet-bench tune` profiles: every split of the `coresPerRank`
     /// engines (C communicators and the other coresPerRank - C GEMM engines, C = 1 ...
-    /// coresPerRank - 1) with tiles of 32 to 256 rows and blocks of 64 to 256 columns.
-    public static func candidates(coresPerRank: Int) -> [WorkloadSplit] {
+    /// coresPerRank - 1) with tiles of 32 to 256 rows and blocks of 64 to 256 columns;
+    /// on a modelled GPU (`onGPU`) with tiles of 32 and 64 rows, blocks of 128 and 256
+    /// columns (a GPU's tiles cost their share of one kernel, so their size matters
+    /// less) and each of `smCandidates` communication SMs.
+    public static func candidates(coresPerRank: Int, onGPU: Bool = false) -> [WorkloadSplit] {
         precondition(coresPerRank >= 2, "a rank needs a communicator and a GEMM engine")
+        let (tiles, blocks, sms): ([Int], [Int], [Int?]) = onGPU ? ([32, 64], [128, 256], smCandidates) : ([32, 64, 128, 256], [64, 128, 256], [nil])
         return (1..<coresPerRank).flatMap { comm in
-            [32, 64, 128, 256].flatMap { rows in
-                [64, 128, 256].map { WorkloadSplit(commThreads: comm, gemmThreads: coresPerRank - comm, tileRows: rows, blockColumns: $0) }
+            sms.flatMap { sm in
+                tiles.flatMap { rows in
+                    blocks.map {
+                        WorkloadSplit(commThreads: comm, gemmThreads: coresPerRank - comm, tileRows: rows, blockColumns: $0, commSMs: sm)
+                    }
+                }
             }
         }
     }
@@ -40,17 +56,19 @@ public struct WorkloadSplit: Codable, Hashable, Sendable, CustomStringConvertibl
     /// The engines per rank this split divides.
     public var coresPerRank: Int { commThreads + gemmThreads }
 
-    /// `options` with this split's engines, tiles and blocks (its engines must be the
-    /// options' `coresPerRank`, which `ScheduleOptions.validate` checks).
+    /// `options` with this split's engines, tiles, blocks and communication SMs (its
+    /// engines must be the options' `coresPerRank`, which `ScheduleOptions.validate` checks).
     public func applied(to options: ScheduleOptions) -> ScheduleOptions {
         var options = options
         (options.commThreads, options.gemmThreads) = (commThreads, gemmThreads)
         (options.tileRows, options.blockColumns) = (tileRows, blockColumns)
+        if let commSMs { options.commSMs = commSMs }
         return options
     }
 
     public var description: String {
         "\(commThreads) communicator + \(gemmThreads) GEMM engines, \(tileRows)-row tiles, \(blockColumns)-column blocks"
+            + (commSMs.map { ", \($0) communication SMs" } ?? "")
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CometCore
+import CometDevices
 import CometKernels
 import CometLaunch
 import CometMPI
@@ -59,7 +60,8 @@ struct TuneBench: RankCommand {
         let (link, calibration) = try setup.linkModel(config, world: world, tensorParallel: tp, inputs: inputs, device: device,
                                                       emulated: runtime.device)
         let budget = setup.flags.coresPerRank
-        let candidates = WorkloadSplit.candidates(coresPerRank: budget)
+        let gpu = runtime.device.gpu != nil
+        let candidates = WorkloadSplit.candidates(coresPerRank: budget, onGPU: gpu)
         let layers = try candidates.map { split in
             let layer = try setup.layer(.comet, split.applied(to: setup.flags.options(chunks: 1)), config, world: world,
                                         tensorParallel: tp, link: link, device: device)
@@ -76,7 +78,7 @@ struct TuneBench: RankCommand {
         let entry = TuningEntry(key: key, measurements: zip(candidates, times).map { .init(split: $0, milliseconds: 1e3 * $1) })
 
         // The check: the chosen split against the best and the default fixed splits, measured afresh.
-        let fixedDefault = WorkloadSplit.fixedDefault(coresPerRank: budget)
+        let fixedDefault = WorkloadSplit.fixedDefault(coresPerRank: budget, commSMs: gpu ? GPUModel.defaultCommSMs : nil)
         let best = candidates.firstIndex(of: entry.best)!, fixed = candidates.firstIndex(of: fixedDefault)
         let ranked = candidates.indices.sorted { times[$0] < times[$1] }
         var rivals = Array(ranked.dropFirst().prefix(3))

@@ -33,6 +33,23 @@ final class TuningTests: XCTestCase {
         XCTAssertTrue(four.contains(.fixedDefault(coresPerRank: 4)))
     }
 
+    /// On a modelled GPU the candidates also divide its SMs: each of `smCandidates`
+    /// communication SMs with two tile and two block sizes, the GPU's fixed default
+    /// among them; applied, a split sets comet's SMs, and a split from a table written
+    /// before GPUs (no comm_sms key) reads as none.
+    func testGPUCandidatesDivideTheSMs() throws {
+        let gpu = WorkloadSplit.candidates(coresPerRank: 2, onGPU: true)
+        XCTAssertEqual(Set(gpu.compactMap(\.commSMs)), Set(WorkloadSplit.smCandidates))
+        XCTAssertEqual(gpu.count, WorkloadSplit.smCandidates.count * 4)
+        XCTAssertTrue(gpu.contains(.fixedDefault(coresPerRank: 2, commSMs: 24)))
+        var options = ScheduleOptions()
+        options.commSMs = 48
+        XCTAssertEqual(gpu[0].applied(to: options).commSMs, gpu[0].commSMs)
+        XCTAssertEqual(fixed.applied(to: options).commSMs, 48, "a split without SMs keeps the options' own")
+        let old = #"{"commThreads": 1, "gemmThreads": 1, "tileRows": 32, "blockColumns": 256}"#
+        XCTAssertEqual(try JSONDecoder().decode(WorkloadSplit.self, from: Data(old.utf8)), fixed)
+    }
+
     /// A split applied to options keeps their budget, and the options then give comet that split.
     func testASplitAppliedToOptionsIsCometsSplit() throws {
         var options = ScheduleOptions()
