@@ -64,10 +64,8 @@ final class CometWindow: @unchecked Sendable {
         }
     }
 
-    /// Copies `tile`'s rows from its source's window into `received` (not in a time-only
-    /// run, which books the pull without moving its rows: `ModelledKernels`; nor does `push`).
+    /// Copies `tile`'s rows from its source's window into `received`.
     func pull(_ tile: RowTile, into received: MatrixView) throws {
-        if ModelledKernels.isTimeOnly { return }
         try window.get(into: received.base + tile.rows.lowerBound * received.rowStride, byteCount: tile.rows.count * layout.rowBytes,
                        fromRank: tile.source, offset: layout.sendOffset(row: tile.sourceRow))
     }
@@ -80,7 +78,6 @@ final class CometWindow: @unchecked Sendable {
     /// Writes `columns` of `results`' rows of `tiles` (all from `home`) into `home`'s
     /// return rows, in the region of this rank's TP index `region`.
     func push(_ results: MatrixView, _ tiles: [RowTile], to home: Int, region: Int, columns: Range<Int>) throws {
-        if ModelledKernels.isTimeOnly { return }
         for tile in tiles {
             try window.putRows(
                 results.base + tile.rows.lowerBound * results.rowStride + columns.lowerBound,

@@ -1,4 +1,5 @@
 import CometCore
+import CometKernels
 import CometMPI
 import Foundation
 import Synchronization
@@ -168,8 +169,10 @@ public final class LinkClock: Sendable {
     /// Runs the memory copy that moves a transfer booked on this link. On the native
     /// link the copy is the transfer, and device time charges its CPU; on an emulated
     /// link the booking is the transfer, so the copy is the emulation's own work and
-    /// is not charged. `body` must not read the clock.
-    public func copy<T>(_ body: () throws -> T) rethrows -> T {
+    /// is not charged, and a time-only run (`ModelledKernels`) skips it. `body` must not
+    /// read the clock.
+    public func copy(_ body: () throws -> Void) rethrows {
+        if ModelledKernels.isTimeOnly { return }
         model.isNative ? try body() : try chargeAsWaiting(body)
     }
 

@@ -121,7 +121,7 @@ struct LayerBenchOptions: ParsableArguments {
                                                       device: device, emulated: emulated)
         let variants = try makeVariants(config, world: world, tensorParallel: tensorParallel, link: link, device: device)
         let samples = try interleavedRounds(variants.count, warmup: setup.warmup, rounds: setup.iterations) { index in
-            try measure(variants[index].layer, world, inputs, rateOnClock: emulated.gpu != nil)
+            try Self.measure(variants[index].layer, world, inputs, rateOnClock: emulated.gpu != nil)
         }
         let tracing = try variants.first { $0.kind == .comet }.map { try tracingOverhead($0.layer, world, inputs) }
         let activities = zip(variants, samples).flatMap { variant, runs in
@@ -201,7 +201,7 @@ struct LayerBenchOptions: ParsableArguments {
 
     /// One forward and backward of `layer`; its GEMM rate is FLOPs over their time on
     /// the clock when `rateOnClock` (a modelled GPU), else over their CPU time.
-    private func measure(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs, rateOnClock: Bool) throws -> Sample {
+    static func measure(_ layer: MoELayer, _ world: Communicator, _ inputs: LayerInputs, rateOnClock: Bool) throws -> Sample {
         let rate = { rateOnClock ? layer.timeline.gemmGFLOPsOnClock : layer.timeline.gemmGFLOPsPerThread }
         let clock = layer.timeline.clock
         layer.zeroGradients()

@@ -44,32 +44,22 @@ struct PaperRuns {
     /// Comet's candidate communication SMs.
     let smCandidates: [Int]
 
-    /// One forward and backward of `kind` with `options` on `config`, TP `tp`. Collective.
+    /// One forward and backward of `kind` with `options` on `config`, TP `tp`, as
+    /// `comet-bench layer` measures them. Collective.
     func time(_ kind: ScheduleKind, _ options: ScheduleOptions, _ config: MoEConfig, tp: Int) throws -> PaperTiming {
         let layer = try MoELayer(config: config, group: world, tensorParallel: tp, schedule: kind, options: options, link: link,
                                  device: device)
         let (t, n) = (config.tokensPerRank, config.modelWidth)
-        let (x, y, dy, dx) = (Matrix(rows: t, columns: n), Matrix(rows: t, columns: n), Matrix(rows: t, columns: n),
-                              Matrix(rows: t, columns: n))
-        let clock = device.clock
-        try world.barrier()
-        var start = clock.now()
-        try layer.forward(x.view, into: y.view)
-        try world.barrier()
-        let forward = clock.seconds(since: start)
-        var busy = [layer.timeline.busySeconds(.comm), layer.timeline.busySeconds(.gemm)]
-        let activities = layer.timeline.all
-        start = clock.now()
-        try layer.backward(dy.view, auxLossGradient: 0, into: dx.view)
-        try world.barrier()
-        let backward = clock.seconds(since: start)
+        let inputs = LayerInputs(x: Matrix(rows: t, columns: n), y: Matrix(rows: t, columns: n), dy: Matrix(rows: t, columns: n),
+                                 dx: Matrix(rows: t, columns: n))
+        let sample = try LayerBenchOptions.measure(layer, world, inputs, rateOnClock: true)
         try layer.release()
-        var overlap = [Timeline.overlapSeconds(.comm, .gemm, in: activities), busy[0]]
-        try world.allReduce(&busy, .max)
+        let forward = sample.activities.filter { $0.phase == "forward" }.map(\.activity)
+        var overlap = [Timeline.overlapSeconds(.comm, .gemm, in: forward), Timeline.busySeconds(.comm, in: forward)]
         try world.allReduce(&overlap, .sum)
-        return PaperTiming(forward: try world.allReduce(forward, .max), backward: try world.allReduce(backward, .max),
-                           forwardComm: busy[0], forwardGEMM: busy[1], overlappedFraction: overlap[0] / max(overlap[1], 1e-12),
-                           forwardActivities: activities)
+        return PaperTiming(forward: sample.forward, backward: sample.backward, forwardComm: sample.forwardComm,
+                           forwardGEMM: sample.forwardGEMM, overlappedFraction: overlap[0] / max(overlap[1], 1e-12),
+                           forwardActivities: forward)
     }
 
     /// Every schedule on `config` at TP `tp`: sequential, chunked at `chunks`, and comet
