@@ -24,9 +24,11 @@ public func attentionForward(
         for h in 0..<heads {
             let (q, k, v) = shape.headViews(qkv.rows(tokens), head: h)
             let p = shape.probabilities(probabilities, sequence: b, head: h)
-            gemm(q, k, into: p, transB: .transposed, alpha: shape.scale)
-            causalSoftmax(p)
-            gemm(p, v, into: shape.headColumns(out.rows(tokens), head: h))
+            shape.batched {
+                gemm(q, k, into: p, transB: .transposed, alpha: shape.scale)
+                causalSoftmax(p)
+                gemm(p, v, into: shape.headColumns(out.rows(tokens), head: h))
+            }
         }
     }
 }
@@ -53,11 +55,13 @@ public func attentionBackward(
             let (dq, dk, dv) = shape.headViews(dqkv.rows(tokens), head: h)
             let doutHead = shape.headColumns(dout.rows(tokens), head: h)
             let p = shape.probabilities(probabilities, sequence: b, head: h)
-            gemm(p, doutHead, into: dv, transA: .transposed)
-            gemm(doutHead, v, into: ds, transB: .transposed)
-            softmaxBackwardInPlace(p, ds)
-            gemm(ds, k, into: dq, alpha: shape.scale)
-            gemm(ds, q, into: dk, transA: .transposed, alpha: shape.scale)
+            shape.batched {
+                gemm(p, doutHead, into: dv, transA: .transposed)
+                gemm(doutHead, v, into: ds, transB: .transposed)
+                softmaxBackwardInPlace(p, ds)
+                gemm(ds, k, into: dq, alpha: shape.scale)
+                gemm(ds, q, into: dk, transA: .transposed, alpha: shape.scale)
+            }
         }
     }
 }
@@ -86,6 +90,12 @@ private struct AttentionShape {
         scale = 1 / Float(headSize).squareRoot()
         precondition(probabilities.rows == sequences * heads * sequenceLength && probabilities.columns == sequenceLength,
                      "attention probabilities must be [B*NH*T, T] = [\(sequences * heads * sequenceLength), \(sequenceLength)]")
+    }
+
+    /// Runs `body`, one sequence and head's work, as a piece of kernels batched over
+    /// every sequence and head, as a GPU runs attention (`FusedKernel`).
+    func batched(_ body: () -> Void) {
+        FusedKernel.piece(rows: sequenceLength, ofRows: sequences * heads * sequenceLength, body)
     }
 
     /// Head `head`'s columns of a [rows, C] view.

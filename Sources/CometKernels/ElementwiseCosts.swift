@@ -75,14 +75,22 @@ public final class ElementwiseCosts: Sendable {
 /// a model charges element-wise kernels (`ModelledKernels`) charges it from that in
 /// place of its CPU time (the name is built only then: this runs per tile). `body` must not
 /// contain a GEMM or another `elementwise` call, which charge themselves. In a time-only
-/// run a kernel that returns nothing is charged without running; one that returns a
-/// value (a loss, a norm) still runs, on values that mean nothing, to give it.
+/// run the kernel is charged without running.
 @inline(__always)
-public func elementwise<T>(_ kernel: @autoclosure () -> String, elements: Int, _ body: () throws -> T) rethrows -> T {
+public func elementwise(_ kernel: @autoclosure () -> String, elements: Int, _ body: () throws -> Void) rethrows {
+    try elementwise(kernel(), elements: elements, timeOnly: (), body)
+}
+
+/// `elementwise` for a kernel that returns a value (a loss, a norm): a time-only run
+/// charges it without running and returns `standIn`, which means nothing.
+@inline(__always)
+public func elementwise<T>(
+    _ kernel: @autoclosure () -> String, elements: Int, timeOnly standIn: @autoclosure () -> T, _ body: () throws -> T
+) rethrows -> T {
     guard let costs = ModelledKernels.elementwise, elements > 0 else { return try body() }
-    if ModelledKernels.isTimeOnly, let nothing = () as? T {
+    if ModelledKernels.isTimeOnly {
         comet_charge_modelled(0, costs.elementwiseSeconds(kernel(), elements: elements, measured: 0, fused: FusedKernel.current))
-        return nothing
+        return standIn()
     }
     let start = threadCPUTime()
     let value = try body()

@@ -67,10 +67,12 @@ public struct HostKernelCosts: KernelCosts {
 /// what it costs (the host device model with measured costs, or the wall clock).
 ///
 /// A time-only run (`--time-only`) charges every kernel from a GPU's model without
-/// running it: GEMMs and element-wise kernels that return nothing skip their bodies,
-/// matrices are never filled (`MatrixView.fill`, `randomize`, `copy`) and rows are not
-/// copied between ranks, so no value in the process means anything; control flow,
-/// flags, link bookings and clocks run as in a computing run, and so do device times.
+/// running it: GEMMs and element-wise kernels skip their bodies (those that return a
+/// value give a stand-in), matrices are never filled (`MatrixView.fill`, `randomize`,
+/// `copy`), and neither rows between ranks nor the elements of big collectives move
+/// (their costs are charged), so no value in the process means anything; control
+/// flow, flags, link bookings and clocks run as in a computing run, and so do device
+/// times.
 public enum ModelledKernels {
     /// The model that charges GEMMs, whether it charges element-wise kernels too, and
     /// whether kernels run at all.

@@ -60,7 +60,7 @@ public enum Launch {
             if let command = command as? any RankCommand {
                 if command.runtime.timeOnly, !command.runsTimeOnly {
                     throw InputError("\(type(of: command)._commandName) needs the values it computes: --time-only is for "
-                        + "comet-bench layer, sweep, tune and paper")
+                        + "comet-bench layer, sweep, tune, e2e and paper")
                 }
                 let device = Device(clock: try command.runtime.makeClock(world: world, linkIsEmulated: command.linkIsEmulated))
                 let context = RankContext(world: world.withWaitTimeout(command.runtime.waitTimeout).withClock(device.clock),

@@ -18,8 +18,14 @@
 ///
 /// A ring would move the same bytes over one link of each rank at a time, (p-1) times
 /// slower here: on a switch, a ring runs at each GPU's whole bandwidth, which this
-/// model spreads over p-1 pair links. Reduction arithmetic (their gamma term) is not
-/// charged. A collective of one rank, or of no bytes (barriers aside), costs nothing;
+/// model spreads over p-1 pair links.
+///
+/// On `perPort` links (a GPU's NVLink or PCIe port, `LinkModel.Queues.perPort`) a
+/// rank's bytes to all its peers share one port per direction at `bandwidth`, so the
+/// direct algorithms move (p-1)/p of the data through it, as NCCL's rings and
+/// NVSwitch do (all-reduce 2 (alpha + (p-1)/p n beta)); broadcast alpha + n beta (a
+/// pipelined chain); all-to-all-v alpha + the larger of all bytes sent and all
+/// received. Reduction arithmetic (their gamma term) is not charged. A collective of one rank, or of no bytes (barriers aside), costs nothing;
 /// so does every collective on `free`, the native link, whose real MPI calls take
 /// what they take.
 public struct CollectiveCost: Sendable, Equatable {
@@ -31,14 +37,23 @@ public struct CollectiveCost: Sendable, Equatable {
     /// native link that work is the transfer; on an emulated one the model is, and
     /// MPI's copying is the emulation's own work.
     public let chargesMPIWork: Bool
+    /// Whether `bandwidth` is each rank pair's or each rank's port's, shared by its peers.
+    public let links: Links
 
-    public init(latency: Double, bandwidth: Double) {
+    public enum Links: Sendable, Equatable {
+        /// Every rank pair has a link of its own.
+        case perPair
+        /// Each rank has one port per direction, shared by all its peers.
+        case perPort
+    }
+
+    public init(latency: Double, bandwidth: Double, links: Links = .perPair) {
         precondition(latency >= 0 && bandwidth > 0, "a collective cost needs latency >= 0 and bandwidth > 0")
-        (self.latency, self.bandwidth, chargesMPIWork) = (latency, bandwidth, false)
+        (self.latency, self.bandwidth, chargesMPIWork, self.links) = (latency, bandwidth, false, links)
     }
 
     private init(chargesMPIWork: Bool) {
-        (latency, bandwidth, self.chargesMPIWork) = (0, .infinity, chargesMPIWork)
+        (latency, bandwidth, self.chargesMPIWork, links) = (0, .infinity, chargesMPIWork, .perPair)
     }
 
     /// No modelled cost: collectives take what the MPI calls take (the native link).
@@ -76,12 +91,17 @@ public struct CollectiveCost: Sendable, Equatable {
     /// receives `received[r]` from it, all pairs at once; `me`'s own share moves for free.
     public func allToAllV(sent: [Int], received: [Int], me: Int) -> Double {
         guard !isFree else { return 0 }
-        let largest = zip(sent, received).enumerated().map { $0.offset == me ? 0 : max($0.element.0, $0.element.1) }.max() ?? 0
+        let peers = zip(sent, received).enumerated().filter { $0.offset != me }.map(\.element)
+        let largest = links == .perPair ? peers.map { max($0.0, $0.1) }.max() ?? 0
+            : max(peers.reduce(0) { $0 + $1.0 }, peers.reduce(0) { $0 + $1.1 })
         return largest == 0 ? 0 : message(Double(largest))
     }
 
-    /// alpha + n/p beta: every rank sends its n/p bytes to every peer at once.
-    private func direct(_ n: Int, _ p: Int) -> Double { message(Double(n) / Double(p)) }
+    /// Every rank sends its n/p bytes to every peer at once: alpha + n/p beta on links
+    /// of their own, alpha + (p-1)/p n beta through one port.
+    private func direct(_ n: Int, _ p: Int) -> Double {
+        message(Double(n) / Double(p) * (links == .perPair ? 1 : Double(p - 1)))
+    }
 
     private func charged(_ n: Int, _ p: Int) -> Bool { !isFree && p > 1 && n > 0 }
     private func message(_ bytes: Double) -> Double { latency + bytes / bandwidth }

@@ -23,12 +23,14 @@ extension Communicator {
         try complete(&request, "MPI_Ibcast", entered: entered)
     }
 
-    /// Reduces `buffer` element-wise over all ranks, in place.
-    public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ op: ReduceOp) throws {
+    /// Reduces `buffer` element-wise over all ranks, in place; with `moving` false (a
+    /// time-only run) it costs and synchronises as that reduction but moves no element.
+    public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ op: ReduceOp, moving: Bool = true) throws {
         let entered = enteringCollective(costing: cost.allReduce(bytes: bytes(buffer.count, T.self), ranks: size))
         var request: MPI_Request? = nil
+        let count = Int32(moving ? buffer.count : 0)
         try check(
-            MPI_Iallreduce(comet_in_place(), buffer.baseAddress, Int32(buffer.count), T.mpiDatatype, op.handle, handle, &request),
+            MPI_Iallreduce(comet_in_place(), buffer.baseAddress, count, T.mpiDatatype, op.handle, handle, &request),
             "MPI_Iallreduce")
         try complete(&request, "MPI_Iallreduce", entered: entered)
     }

@@ -94,9 +94,9 @@ public struct LinkModel: Sendable, Codable, Equatable, CustomStringConvertible {
     }
 
     /// What collectives' data costs on this link (`CollectiveCost`): free on `native`,
-    /// else this link's latency and bandwidth per rank pair.
+    /// else this link's latency and bandwidth, per rank pair or per port as its queues are.
     public var collectiveCost: CollectiveCost {
-        isNative ? .free : CollectiveCost(latency: latency, bandwidth: bandwidth)
+        isNative ? .free : CollectiveCost(latency: latency, bandwidth: bandwidth, links: queues == .perPort ? .perPort : .perPair)
     }
 
     public var description: String {

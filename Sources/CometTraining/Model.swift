@@ -78,6 +78,11 @@ public final class MoETransformer {
         }
     }
 
+    /// Frees every block's MoE window (`MoELayer.release`); the model is not used after. Collective.
+    public func release() throws {
+        for layer in moe { try layer.release() }
+    }
+
     /// Per block: bytes of this rank's busiest link queue (`queues`) in the block's
     /// last forward exchange; a backward exchanges as many.
     public func busiestLinkBytes(_ queues: LinkModel.Queues) -> [Int] {
@@ -190,11 +195,12 @@ public final class MoETransformer {
     /// Sums the gradients over the ranks that share each parameter and returns the
     /// global L2 norm of the gradient (its collectives cost `syncGradientsCost`). Collective.
     public func syncGradients() throws -> Double {
+        let moving = !ModelledKernels.isTimeOnly
         let replicated = UnsafeMutableBufferPointer(rebasing: parameters.gradients[0..<replicatedCount])
-        try groups.world.allReduce(replicated, .sum)
+        try groups.world.allReduce(replicated, .sum, moving: moving)
         let sharded = UnsafeMutableBufferPointer(rebasing: parameters.gradients[replicatedCount..<parameters.count])
-        if groups.data.size > 1 { try groups.data.allReduce(sharded, .sum) }
-        let squares = elementwise("gradient norm", elements: parameters.count) {
+        if groups.data.size > 1 { try groups.data.allReduce(sharded, .sum, moving: moving) }
+        let squares = elementwise("gradient norm", elements: parameters.count, timeOnly: (0.0, 0.0)) {
             (replicated.reduce(0.0) { $0 + Double($1) * Double($1) }, sharded.reduce(0.0) { $0 + Double($1) * Double($1) })
         }
         let (replicatedSquares, shardedSquares) = (squares.0, try groups.moe.allReduce(squares.1, .sum))

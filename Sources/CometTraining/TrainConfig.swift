@@ -23,6 +23,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var activation: Activation = .gelu
     /// Weight of the load-balancing loss in the objective.
     public var auxLossWeight: Float = 0.01
+    /// Whether the gate's scores or exact quotas choose each token's experts (quotas:
+    /// what a time-only run routes by).
+    public var routing: RoutingSource = .learned
 
     // Training
     public var steps = 300
@@ -53,7 +56,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public func moe(tokensPerRank: Int) -> MoEConfig {
         var config = MoEConfig()
         (config.tokensPerRank, config.modelWidth, config.hiddenWidth) = (tokensPerRank, modelWidth, expertWidth)
-        (config.experts, config.topK, config.activation, config.seed) = (experts, topK, activation, seed)
+        (config.experts, config.topK, config.activation, config.seed, config.routing) = (experts, topK, activation, seed, routing)
         return config
     }
 

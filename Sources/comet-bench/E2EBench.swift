@@ -23,6 +23,8 @@ struct E2EBench: RankCommand {
             step; on device time, where every engine has its own core, the engines each rank kept busy on average \
             (CPU over ranks x step time). The bound's CPU term (sequential's CPU on the nodes' cores) exists on \
             wall time only.
+            With --time-only (on a modelled GPU) nothing is computed and the model routes by quotas (the \
+            configuration's routing is set to quotas): use it for shapes too large to compute.
             """)
 
     @Option(help: "A JSON training configuration (default: comet-train's embedded default).") var config: String?
@@ -39,6 +41,7 @@ struct E2EBench: RankCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     var linkIsEmulated: Bool { (try? linkChoice) != .native }
+    var runsTimeOnly: Bool { true }
 
     /// `--link` on the run's emulated device (`LinkChoice.resolve`).
     var linkChoice: LinkChoice { get throws { try LinkChoice.resolve(link, on: runtime.device) } }
@@ -99,6 +102,7 @@ struct E2EBench: RankCommand {
         let groups = try ProcessGroups(world: world, layout: layout.layout(worldSize: world.size))
         var base = try config.map { try TrainConfig.load(from: $0) } ?? TrainConfig()
         if let coresPerRank { base.scheduleOptions.coresPerRank = coresPerRank }
+        if runtime.timeOnly { base.routing = .quotas }
         try base.scheduleOptions.validate()
         func trainer(_ kind: ScheduleKind, link: LinkModel) throws -> Trainer {
             var config = base
@@ -130,7 +134,8 @@ struct E2EBench: RankCommand {
         let (rows, bound) = summarize(samples, base, linkMS: linkMS, syncMS: syncMS, cores: cores, ranks: world.size,
                                       workStepSeconds: workSteps.map(median))
         print("comet-bench e2e: \(world.size) ranks, layout \(groups.layout), \(base.layers) blocks, C=\(base.modelWidth), "
-            + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens")
+            + "E=\(base.experts), top-k \(base.topK), batch \(base.globalBatch) x \(base.sequenceLength) tokens"
+            + (runtime.timeOnly ? ", time-only (nothing computed)" : ""))
         print(device.clock.reportLine)
         print(EngineSplit.reportLine(schedule.map { ($0.rawValue, base.scheduleOptions.engines(for: $0)) }))
         let calibrated = calibration.explanation(try linkChoice)

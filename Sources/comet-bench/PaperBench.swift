@@ -10,21 +10,26 @@ import Foundation
 /// The Comet paper's experiments on modelled GPUs, time-only: every schedule at the
 /// paper's model sizes, each table printed beside the paper's figure and written as
 /// CSV, JSON and SVG. On 8 ranks: the layer forward of three models over M and (TP, EP),
-/// latency hiding, comet's SM split, and sensitivity to E, top-k and imbalance; on 2
-/// ranks: the 2-GPU case to check against real hardware.
+/// latency hiding, comet's SM split, sensitivity to E, top-k and imbalance, and the
+/// whole model's forward + backward (`PaperEndToEnd`); on 2 ranks: the 2-GPU case to
+/// check against real hardware.
 struct PaperBench: RankCommand {
     static let configuration = CommandConfiguration(
         commandName: "paper",
         abstract: "The Comet paper's experiments on 8 modelled GPUs (or its 2-GPU check case on 2), time-only.",
         discussion: "Needs --device h800, h200 or l20; runs time-only (--time-only is implied). M is the whole layer's tokens: "
             + "each of the W ranks routes M / W (attention data parallel); in the 2-GPU case M is per rank. Chunked runs at "
-            + "d = 2, 4, 8 and comet at each --comm-sms candidate; each table takes the best (lowest forward).")
+            + "d = 2, 4, 8 and comet at each --comm-sms candidate; each table takes the best (lowest forward). The "
+            + "end-to-end section times the whole model's forward + backward at M 4096 and 8192, each schedule at the "
+            + "layer table's choice.")
 
     enum Section: String, ExpressibleByArgument, CaseIterable {
         /// The layer forward over models, M and layouts, with latency hiding and the SM split.
         case layer
         /// Speedups against E, top-k and imbalance.
         case sensitivity
+        /// Forward + backward through the whole model.
+        case e2e
     }
 
     @Option(help: "Sections to run on 8 ranks (repeatable; default all).") var section: [Section] = Section.allCases
@@ -102,11 +107,28 @@ struct PaperBench: RankCommand {
             }
             rows += sensitivity
         }
+        if section.contains(.e2e) {
+            let steps = try PaperEndToEnd(runs: runs, device: gpu.name).rows(models, layer: rows) { progress(runs, $0) }
+            if runs.world.rank == 0 {
+                print("")
+                PaperTables.printEndToEnd(steps, gpu: gpu.name)
+                try saveTable(steps, csvHeader: PaperStepRow.csvHeader, lines: steps.map(\.csvLine), as: "paper-\(gpu.name)-e2e")
+                for model in Plots.orderedUnique(steps.map(\.model)) {
+                    let svg = PaperTables.endToEndBars(steps.filter { $0.model == model }, title: "\(model), end to end "
+                        + "(forward + backward), 8 x \(gpu.name)")
+                    try save(Data(svg.utf8), to: "\(out)/paper-\(gpu.name)-e2e-\(model.lowercased()).svg")
+                }
+            }
+        }
         guard runs.world.rank == 0 else { return }
-        let csv = ([PaperRow.csvHeader] + rows.map(\.csvLine)).joined(separator: "\n") + "\n"
-        try save(Data(csv.utf8), to: "\(out)/paper-\(gpu.name).csv")
-        try writeJSON(rows, to: "\(out)/paper-\(gpu.name).json")
-        Swift.print("\nwrote \(out)/paper-\(gpu.name).csv, .json and SVGs")
+        try saveTable(rows, csvHeader: PaperRow.csvHeader, lines: rows.map(\.csvLine), as: "paper-\(gpu.name)")
+        Swift.print("\nwrote \(out)/paper-\(gpu.name)*.csv, .json and SVGs")
+    }
+
+    /// Writes `rows` as `out`/`name`.csv (`csvHeader`, then `lines`) and .json.
+    private func saveTable(_ rows: some Encodable, csvHeader: String, lines: [String], as name: String) throws {
+        try save(Data(([csvHeader] + lines).joined(separator: "\n").utf8 + [0x0A]), to: "\(out)/\(name).csv")
+        try writeJSON(rows, to: "\(out)/\(name).json")
     }
 
     /// Every model at M 4096, 8192 and 16384 and (TP, EP) (1, 8), (2, 4), (4, 2), (8, 1). Collective.
@@ -134,8 +156,8 @@ struct PaperBench: RankCommand {
                       (8, 2, 0.05)]
         var rows: [PaperRow] = []
         for (experts, topK, imbalance) in shapes {
-            let model = PaperModel(name: base.name, key: base.key, experts: experts, topK: topK, modelWidth: base.modelWidth,
-                                   hiddenWidth: base.hiddenWidth)
+            var model = base
+            (model.experts, model.topK) = (experts, topK)
             let config = model.config(tokens: 8192, ranks: 8, imbalance: imbalance)
             progress(runs, "sensitivity E \(experts) top-k \(topK) imbalance \(imbalance)")
             let point = PaperPoint(device: gpu.name, section: "sensitivity", model: model, config: config, ranks: 8, tp: 1)

@@ -65,15 +65,20 @@ extension Array where Element == PaperRow {
 
     /// The rows grouped by point, in the order they were measured.
     var points: [[PaperRow]] {
-        var groups: [[PaperRow]] = []
-        for row in self {
-            if let last = groups.last?.last, last.model == row.model, last.tokens == row.tokens, last.tp == row.tp,
-               last.experts == row.experts, last.top_k == row.top_k, last.imbalance == row.imbalance, last.section == row.section {
-                groups[groups.count - 1].append(row)
-            } else {
-                groups.append([row])
-            }
+        consecutiveRuns { "\($0.section) \($0.model) \($0.tokens) \($0.tp) \($0.experts) \($0.top_k) \($0.imbalance)" }
+    }
+}
+
+extension Array {
+    /// The elements in runs of consecutive ones with the same `key`, in order.
+    func consecutiveRuns(by key: (Element) -> String) -> [[Element]] {
+        var runs: [[Element]] = []
+        var lastKey: String?
+        for element in self {
+            let elementKey = key(element)
+            if elementKey == lastKey { runs[runs.count - 1].append(element) } else { runs.append([element]) }
+            lastKey = elementKey
         }
-        return groups
+        return runs
     }
 }

@@ -3,15 +3,22 @@ import CometKernels
 import CometMPI
 import CometMoE
 
-/// The paper's MoE models (Table 2 of Comet: E, top-k, N, K).
+/// The paper's MoE models (Table 2 of Comet: E, top-k, N, K), with the depth, heads and
+/// vocabulary of the released models' configurations (Hugging Face config.json:
+/// num_hidden_layers, num_attention_heads, vocab_size) for the end-to-end section.
 struct PaperModel: Sendable {
     /// The name in tables, and on the command line (`--model`).
     let name: String, key: String
-    let experts: Int, topK: Int, modelWidth: Int, hiddenWidth: Int
+    var experts: Int, topK: Int
+    let modelWidth: Int, hiddenWidth: Int
+    let layers: Int, heads: Int, vocabulary: Int
 
-    static let mixtral = PaperModel(name: "Mixtral-8x7B", key: "mixtral", experts: 8, topK: 2, modelWidth: 4096, hiddenWidth: 14336)
-    static let qwen2 = PaperModel(name: "Qwen2-MoE-2.7B", key: "qwen2", experts: 64, topK: 4, modelWidth: 2048, hiddenWidth: 1408)
-    static let phi35 = PaperModel(name: "Phi-3.5-MoE", key: "phi35", experts: 16, topK: 2, modelWidth: 4096, hiddenWidth: 6400)
+    static let mixtral = PaperModel(name: "Mixtral-8x7B", key: "mixtral", experts: 8, topK: 2, modelWidth: 4096, hiddenWidth: 14336,
+                                    layers: 32, heads: 32, vocabulary: 32000)
+    static let qwen2 = PaperModel(name: "Qwen2-MoE-2.7B", key: "qwen2", experts: 64, topK: 4, modelWidth: 2048, hiddenWidth: 1408,
+                                  layers: 24, heads: 16, vocabulary: 151_936)
+    static let phi35 = PaperModel(name: "Phi-3.5-MoE", key: "phi35", experts: 16, topK: 2, modelWidth: 4096, hiddenWidth: 6400,
+                                  layers: 32, heads: 32, vocabulary: 32064)
     static let all = [mixtral, qwen2, phi35]
 
     /// The layer with `tokens` M over `ranks` ranks (each routes M / W, attention being

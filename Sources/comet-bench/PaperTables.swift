@@ -86,6 +86,48 @@ enum PaperTables {
         }
     }
 
+    /// Per model: each point's forward + backward through the whole model, sequential's
+    /// and the other schedules' with their speedups (the paper's Figure 11), then each
+    /// comet variant's average over the baselines (the paper: 1.71x).
+    static func printEndToEnd(_ rows: [PaperStepRow], gpu: String) {
+        let cell = { (row: PaperStepRow?) in row.map { String(format: "%.1f %.2fx %@", $0.stepMS, $0.speedup, $0.setting) } ?? "-" }
+        for model in Plots.orderedUnique(rows.map(\.model)) {
+            let first = rows.first { $0.model == model }!
+            print("\(model), end to end (forward + backward, \(first.layers) blocks, sequences of \(first.sequence_length)) on "
+                + "8 x \(gpu), ms (speedup over sequential, setting), and the gradient sync after them:")
+            print(padded("M", 7) + padded("TPxEP", 7) + padded("sequential", 12) + padded("chunked", 20) + padded("comet", 22)
+                + padded("comet-rows", 22) + "grad sync")
+            for point in rows.points where point[0].model == model {
+                print(padded("\(point[0].tokens)", 7) + padded("\(point[0].tp)x\(point[0].ep)", 7)
+                    + padded(String(format: "%.1f", point.of(.sequential)?.stepMS ?? .nan), 12) + padded(cell(point.of(.chunked)), 20)
+                    + padded(cell(point.of(.comet)), 22) + padded(cell(point.of(.cometRows)), 22)
+                    + String(format: "%.1f", point[0].gradient_sync_ms))
+            }
+        }
+        for kind in [ScheduleKind.comet, .cometRows] {
+            let speedups = rows.points.flatMap { point -> [Double] in
+                guard let mine = point.of(kind) else { return [] }
+                return [ScheduleKind.sequential, .chunked].compactMap { point.of($0).map { $0.stepMS / mine.stepMS } }
+            }
+            guard !speedups.isEmpty else { continue }
+            print(String(format: "%@ end to end over the baselines (sequential and chunked, every point): average %.2fx, %.2fx-%.2fx "
+                + "(paper: 1.71x on average)", kind.rawValue, speedups.reduce(0, +) / Double(speedups.count), speedups.min()!,
+                speedups.max()!))
+        }
+    }
+
+    /// Grouped bars of the schedules' end-to-end speedups over sequential, a group per point.
+    static func endToEndBars(_ rows: [PaperStepRow], title: String) -> String {
+        let points = rows.points
+        let series = [ScheduleKind.chunked, .comet, .cometRows].map { kind in
+            Plots.Series(name: kind.rawValue, points: points.enumerated().map { (x: Double($0.offset), y: $0.element.of(kind)?.speedup ?? 0) },
+                         color: colors[kind.rawValue]!)
+        }
+        return Plots.groupedBars(title: title, yLabel: "speedup over sequential (forward + backward)",
+                                 groups: points.map { "\($0[0].tokens)/\($0[0].tp)x\($0[0].ep)" }, series: series,
+                                 level: Plots.Level(name: "sequential", y: 1, color: "#d62728"))
+    }
+
     /// Grouped bars of the chosen schedules' speedups over sequential, a group per point.
     static func speedupBars(_ rows: [PaperRow], title: String, label: (PaperRow) -> String) -> String {
         let points = rows.points

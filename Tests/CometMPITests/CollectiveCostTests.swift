@@ -35,6 +35,17 @@ final class CollectiveCostTests: XCTestCase {
         XCTAssertEqual(seconds, 10e-6 + 300e-6, accuracy: 1e-12)
     }
 
+    func testPerPortLinksCarryEveryPeersBytesThroughOnePort() {
+        let port = CollectiveCost(latency: 10e-6, bandwidth: 1e6, links: .perPort)
+        // 2 (alpha + (p-1)/p n beta): 7/8 of 80 000 bytes through the port, twice.
+        XCTAssertEqual(port.allReduce(bytes: 80_000, ranks: 8), 2 * (10e-6 + 0.07), accuracy: 1e-12)
+        XCTAssertEqual(port.allGather(bytes: 4_000, ranks: 4), 10e-6 + 3e-3, accuracy: 1e-12)
+        XCTAssertEqual(port.broadcast(bytes: 100, ranks: 8), 110e-6, accuracy: 1e-12)
+        // All bytes sent (100 + 0) against all received (50 + 300); rank 1's own share is free.
+        XCTAssertEqual(port.allToAllV(sent: [100, 999, 0, 0], received: [50, 999, 300, 0], me: 1), 10e-6 + 350e-6,
+                       accuracy: 1e-12)
+    }
+
     func testFreeOneRankAndNoBytesCostNothing() {
         XCTAssertEqual(CollectiveCost.free.allReduce(bytes: 1 << 20, ranks: 8), 0)
         XCTAssertEqual(CollectiveCost.free.barrier(ranks: 8), 0)

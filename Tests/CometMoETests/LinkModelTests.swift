@@ -27,6 +27,8 @@ final class LinkModelTests: XCTestCase {
         XCTAssertEqual(LinkModel.native.collectiveCost, .free)
         let link = LinkModel(name: "slow", latency: 50e-6, bandwidth: 0.5e9)
         XCTAssertEqual(link.collectiveCost, CollectiveCost(latency: 50e-6, bandwidth: 0.5e9))
+        let ports = LinkModel(name: "gpu", latency: 10e-6, bandwidth: 1e9, queues: .perPort)
+        XCTAssertEqual(ports.collectiveCost, CollectiveCost(latency: 10e-6, bandwidth: 1e9, links: .perPort))
     }
 
     /// Per peer, transfers to different peers overlap; per port, transfers in queue on

@@ -69,6 +69,30 @@ final class ModelledGPUTests: XCTestCase {
         }
     }
 
+    /// Training steps too: a time-only step (the model's attention, head, loss, gradient
+    /// all-reduces and optimizer charged, not run) takes the device time of a computing
+    /// one, with data-parallel expert replicas so that both gradient all-reduces run.
+    func testTimeOnlyTrainingStepsGiveTheComputingRunsDeviceTimes() throws {
+        let config = directory.appendingPathComponent("quotas.json")
+        try Data(#"{"routing": "quotas"}"#.utf8).write(to: config)
+        func e2e(_ name: String, _ flags: [String]) throws -> [String: [String: Any]] {
+            let json = directory.appendingPathComponent("\(name).json")
+            let job = try MPIJob.run(ranks: 8, "comet-bench", [
+                "e2e", "--device", "h800", "--config", config.path, "--ep", "4", "--dp", "2", "--iterations", "1", "--warmup", "0",
+                "--json", json.path,
+            ] + flags)
+            XCTAssertEqual(job.status, 0, job.transcript)
+            let rows = (try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any])["schedules"] as! [[String: Any]]
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["schedule"] as! String, $0) })
+        }
+        let (computed, timed) = (try e2e("computed", []), try e2e("timed", ["--time-only"]))
+        for schedule in ["sequential", "chunked", "comet", "comet-rows"] {
+            for key in ["step_ms", "moe_comm_ms", "moe_gemm_ms"] {
+                XCTAssertEqual("\(computed[schedule]![key]!)", "\(timed[schedule]![key]!)", "\(schedule): \(key)")
+            }
+        }
+    }
+
     /// The paper's 2-GPU check case repeats to the last digit, and its steps add up.
     func testPaperTwoGPUCaseRepeats() throws {
         func run(_ name: String) throws -> String {
@@ -113,7 +137,7 @@ final class ModelledGPUTests: XCTestCase {
             (["layer", "--device", "h200", "--time-only", "--routing", "learned"], "a time-only run routes by quotas"),
             (["paper"], "comet-bench paper runs on a modelled GPU"),
             (["paper", "--device", "h800", "--model", "gpt"], "--model takes mixtral, qwen2 or phi35"),
-            (["e2e", "--device", "h800", "--time-only"], "e2e needs the values it computes"),
+            (["window", "--device", "h800", "--time-only"], "window needs the values it computes"),
             (["layer", "--comm-sms", "8"], "--comm-sms divides a modelled GPU's SMs"),
             (["layer", "--device", "h800", "--comm-sms", "132"], "comet's communication SMs (--comm-sms) must leave the GEMMs"),
         ]
