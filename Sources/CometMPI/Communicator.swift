@@ -42,6 +42,14 @@ public struct Communicator: @unchecked Sendable {
         return try Communicator(handle: child!, waitTimeout: waitTimeout, clock: clock, cost: cost)
     }
 
+    /// Lets MPI make progress on this rank (`MPI_Iprobe`, which matches nothing here):
+    /// where one-sided operations travel as messages (UCX over TCP), a passive target
+    /// applies its peers' puts and atomics only inside MPI calls.
+    public func progress() throws {
+        var found: Int32 = 0
+        try check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, handle, &found, comet_status_ignore()), "MPI_Iprobe")
+    }
+
     /// The ranks of this communicator that share this process's node (shared memory).
     public func splitByNode() throws -> Communicator {
         var child = comet_comm_null()

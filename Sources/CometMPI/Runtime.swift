@@ -35,6 +35,7 @@ public enum MPIRuntime {
         // yielding, which it turns on when ranks outnumber cores, would also make
         // every MPI_Win_flush give the core away: 25x slower puts at 8 ranks on 2 cores.
         setenv("OMPI_MCA_mpi_yield_when_idle", "0", 0)
+        if spansNodes { chooseOneSidedAcrossNodes() }
         var provided: Int32 = 0
         try check(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided), "MPI_Init_thread")
         try check(MPI_Comm_set_errhandler(comet_comm_world(), comet_errors_return()), "MPI_Comm_set_errhandler")
@@ -43,6 +44,26 @@ public enum MPIRuntime {
             throw MPIRuntimeError.threadLevelTooLow(provided: provided)
         }
         return try Communicator(handle: comet_comm_world(), waitTimeout: waitTimeout)
+    }
+
+    /// Whether the job's ranks span more than one node, as Open MPI's launcher tells
+    /// every rank before `MPI_Init` (false when it does not say).
+    static var spansNodes: Bool {
+        let number = { (name: String) in getenv(name).flatMap { Int(String(cString: $0)) } }
+        guard let size = number("OMPI_COMM_WORLD_SIZE"), let local = number("OMPI_COMM_WORLD_LOCAL_SIZE") else { return false }
+        return local < size
+    }
+
+    /// Across nodes a window is `MPI_Win_allocate` with puts, gets and atomics, which in
+    /// Open MPI 4.1 over TCP only the UCX one-sided component provides with
+    /// `MPI_THREAD_MULTIPLE` (osc/rdma needs RDMA hardware, osc/pt2pt refuses threads;
+    /// Debian's openmpi-mca-params.conf turns ucx off): ask for it, with sm for windows
+    /// within a node, unless the user chose. UCX logs as errors its endpoints' last
+    /// flush to peers that finalized first, at the end of every job: only fatal UCX
+    /// messages are shown unless the user set `UCX_LOG_LEVEL`.
+    private static func chooseOneSidedAcrossNodes() {
+        setenv("OMPI_MCA_osc", "ucx,sm", 0)
+        setenv("UCX_LOG_LEVEL", "fatal", 0)
     }
 
     /// Whether `MPI_Init_thread` has run and `MPI_Finalize` has not.

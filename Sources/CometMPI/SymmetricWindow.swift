@@ -216,6 +216,7 @@ public final class SymmetricWindow: @unchecked Sendable {
         case .direct:
             return comet_load_acquire(flagAddress(index, rank: communicator.rank))
         case .putGet:
+            try communicator.progress()  // reading its own flag makes no progress on peers' puts
             var ignored: UInt64 = 0
             var value: UInt64 = 0
             let me = Int32(communicator.rank)

@@ -87,9 +87,10 @@ struct MoECheck: RankCommand {
             }
             worst = max(worst, error)
         }
+        let (nodes, path) = (try world.nodeCount(), try SelfCheck.windowRoundTrip(on: world, forcePutGet: flags.forcePutGet))
         announce(world, "moe: passed on \(world.size) ranks (EP=\(world.size / tp) x TP=\(tp)), schedules \(schedule.map(\.rawValue).joined(separator: ",")), "
             + "routing \(routing), top-k \(moe.topK), max relative error \(String(format: "%.1e", worst)) "
-            + "(tolerance \(String(format: "%.0e", Self.tolerance)))")
+            + "(tolerance \(String(format: "%.0e", Self.tolerance))), \(nodes) node\(nodes == 1 ? "" : "s"), window path \(path.rawValue)")
     }
 
     /// `--stall-rank` on the last rank: joins the collective steps of the layer that

@@ -26,9 +26,26 @@ struct MPIJob {
         var launcher = ["--oversubscribe", "--bind-to", "none", "-n", "\(ranks)"]
         if geteuid() == 0 { launcher.append("--allow-run-as-root") }
         for name in environment.keys.sorted() { launcher += ["-x", name] }
+        return try launch("/usr/bin/mpirun", launcher + [productsDirectory.appendingPathComponent(program).path] + arguments,
+                          environment: environment, timeout: timeout)
+    }
+
+    /// The repository's `scripts/two-hosts` running PROGRAM (one of the products) with
+    /// `arguments` on 4 + 4 ranks across two test hosts. Killed after `timeout` seconds.
+    static func acrossTwoHosts(_ program: String, _ arguments: [String] = [], timeout: Double = 300) throws -> MPIJob {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/two-hosts")
+        return try launch(script.path, [productsDirectory.appendingPathComponent(program).path] + arguments, environment: [:],
+                          timeout: timeout)
+    }
+
+    /// Runs `executable` with `arguments`, standard output and error captured.
+    private static func launch(
+        _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double
+    ) throws -> MPIJob {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        process.arguments = launcher + [productsDirectory.appendingPathComponent(program).path] + arguments
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("comet-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
