@@ -167,15 +167,26 @@ public final class DeviceClock: Clock, @unchecked Sendable {
     /// Sleeps until engine `me` is given the turn after `seen`; returns its clock.
     /// The sleep's CPU is not reported as waiting (two thread-CPU reads per hand-over
     /// saved): the engine's CPU mark is set afresh once it has the turn.
+    ///
+    /// The job aborts once the turn has not changed hands on the device for twice the
+    /// timeout. The engine that holds it meanwhile waits for a peer or a call with a
+    /// deadline of its own, one timeout; that report, which names what it waited
+    /// for, comes first.
     @discardableResult
     private func awaitTurn(_ me: Int, seen: Int) -> Double {
-        let bell = turns[me].bell, deadline = hostSeconds() + timeout
+        let bell = turns[me].bell
+        var (deadline, handOvers) = (hostSeconds() + 2 * timeout, engines.withLock { $0.handOvers })
         while true {
             let value = bell.value
             if Int(value) > seen { break }
-            let remaining = deadline - hostSeconds()
+            var remaining = deadline - hostSeconds()
             if remaining <= 0 {
-                Job.abort("waited \(timeout) s for engine \(me)'s turn on the device (\(engines.withLock { $0.report(me) }))")
+                let (now, latest) = (hostSeconds(), engines.withLock { $0.handOvers })
+                guard latest != handOvers else {
+                    let engines = engines.withLock { $0.describe() }
+                    Job.abort("waited \(2 * timeout) s for engine \(me)'s turn on the device, which no engine passed on meanwhile (\(engines))")
+                }
+                (deadline, handOvers, remaining) = (now + 2 * timeout, latest, 2 * timeout)
             }
             comet_futex_wait(bell.word, value, Int64(min(remaining, 0.05) * 1e9))  // wakes now and then to check the deadline
         }
@@ -239,6 +250,8 @@ private struct Engines {
     var turnsSeen: [Int]
     /// Engines 0..<inUse have been started; the others are idle.
     var inUse = 1
+    /// How many times an engine has been chosen to run (`earliest`).
+    var handOvers = 0
 
     init(count: Int, mainCPU: Double) {
         clock = [Double](repeating: 0, count: count)
@@ -267,6 +280,7 @@ private struct Engines {
             if best == nil || time < best!.time { best = (time, engine) }
         }
         guard let best else { return nil }
+        handOvers &+= 1
         clock[best.engine] = best.time
         state[best.engine] = .ready
         return best.engine

@@ -91,14 +91,16 @@ public enum Job {
     /// Set by the first thread that aborts the job.
     private static let aborting = Atomic<Bool>(false)
 
-    /// Prints `report` to standard error, prefixed with this rank, and aborts every rank.
-    /// Only the first caller in a process does so (Open MPI's abort is not safe to
-    /// call from several threads at once); later callers wait for the end.
+    /// Prints `report` to standard error, prefixed with this rank and followed by the
+    /// blocking calls still running (`BlockingCall`), and aborts every rank. Only the
+    /// first caller in a process does so (Open MPI's abort is not safe to call from
+    /// several threads at once); later callers wait for the end.
     public static func abort(_ report: String, code: Int32 = 70) -> Never {
         if aborting.exchange(true, ordering: .acquiringAndReleasing) {
             while true { pause() }
         }
-        comet_write_stderr("comet: rank \(comet_world_rank()): \(report); aborting the job\n")
+        let blocked = BlockingCall.running().map { "; still blocked: \($0)" } ?? ""
+        comet_write_stderr("comet: rank \(comet_world_rank()): \(report)\(blocked); aborting the job\n")
         comet_abort_job(code)
     }
 }

@@ -141,11 +141,10 @@ public final class SymmetricWindow: @unchecked Sendable {
         case .direct:
             (peerSegments[rank] + dataOffset + offset).copyMemory(from: source, byteCount: byteCount)
         case .putGet:
-            try check(
+            try completed("MPI_Put", onRank: rank) {
                 MPI_Put(source, Int32(byteCount), comet_type_byte(), Int32(rank), MPI_Aint(dataOffset + offset),
-                        Int32(byteCount), comet_type_byte(), window),
-                "MPI_Put")
-            try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
+                        Int32(byteCount), comet_type_byte(), window)
+            }
         }
     }
 
@@ -168,8 +167,9 @@ public final class SymmetricWindow: @unchecked Sendable {
             var origin = try strided(rows: rows, rowBytes: rowBytes, stride: sourceStride)
             var target = try strided(rows: rows, rowBytes: rowBytes, stride: targetStride)
             defer { MPI_Type_free(&origin); MPI_Type_free(&target) }
-            try check(MPI_Put(source, 1, origin, Int32(rank), MPI_Aint(dataOffset + offset), 1, target, window), "MPI_Put")
-            try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
+            try completed("MPI_Put", onRank: rank) {
+                MPI_Put(source, 1, origin, Int32(rank), MPI_Aint(dataOffset + offset), 1, target, window)
+            }
         }
     }
 
@@ -189,11 +189,10 @@ public final class SymmetricWindow: @unchecked Sendable {
         case .direct:
             destination.copyMemory(from: peerSegments[rank] + dataOffset + offset, byteCount: byteCount)
         case .putGet:
-            try check(
+            try completed("MPI_Get", onRank: rank) {
                 MPI_Get(destination, Int32(byteCount), comet_type_byte(), Int32(rank), MPI_Aint(dataOffset + offset),
-                        Int32(byteCount), comet_type_byte(), window),
-                "MPI_Get")
-            try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
+                        Int32(byteCount), comet_type_byte(), window)
+            }
         }
     }
 
@@ -220,11 +219,9 @@ public final class SymmetricWindow: @unchecked Sendable {
             var ignored: UInt64 = 0
             var value: UInt64 = 0
             let me = Int32(communicator.rank)
-            try check(
-                MPI_Fetch_and_op(&ignored, &value, UInt64.mpiDatatype, me, MPI_Aint(flagOffset(index)),
-                                 comet_op_no_op(), window),
-                "MPI_Fetch_and_op")
-            try check(MPI_Win_flush(me, window), "MPI_Win_flush")
+            try completed("MPI_Fetch_and_op", onRank: Int(me)) {
+                MPI_Fetch_and_op(&ignored, &value, UInt64.mpiDatatype, me, MPI_Aint(flagOffset(index)), comet_op_no_op(), window)
+            }
             try check(MPI_Win_sync(window), "MPI_Win_sync")
             return value
         }
@@ -259,10 +256,20 @@ public final class SymmetricWindow: @unchecked Sendable {
             doorbell(rank: rank).ring()
         case .putGet:
             var value = operand
-            try check(
-                MPI_Accumulate(&value, 1, UInt64.mpiDatatype, Int32(rank), MPI_Aint(flagOffset(index)),
-                               1, UInt64.mpiDatatype, op, window),
-                "MPI_Accumulate")
+            try completed("MPI_Accumulate", onRank: rank) {
+                MPI_Accumulate(&value, 1, UInt64.mpiDatatype, Int32(rank), MPI_Aint(flagOffset(index)), 1, UInt64.mpiDatatype,
+                               op, window)
+            }
+        }
+    }
+
+    /// Runs `operation`, the MPI call `name` on `rank`'s window (put/get path), and
+    /// completes it at the target (`MPI_Win_flush`). Both may block in MPI for as long
+    /// as the target takes (osc/ucx's accumulate takes a lock on the target), so they
+    /// run as a `BlockingCall` with the communicator's deadline.
+    private func completed(_ name: StaticString, onRank rank: Int, _ operation: () -> Int32) throws {
+        try BlockingCall.run(name, target: rank, timeout: communicator.waitTimeout) {
+            try check(operation(), "\(name)")
             try check(MPI_Win_flush(Int32(rank), window), "MPI_Win_flush")
         }
     }

@@ -25,6 +25,16 @@ public enum RunDirectory {
         }
     }
 
+    /// The lines of metrics.jsonl `logged` up to step `last`, without any line cut
+    /// short (a killed run may leave one).
+    static func metricsLines(_ logged: Data, through last: Int) -> Data {
+        struct Step: Decodable { let step: Int }
+        let kept = logged.split(separator: 0x0A).filter { line in
+            (try? JSONDecoder().decode(Step.self, from: Data(line))).map { $0.step <= last } ?? false
+        }
+        return Data(kept.map { Data($0) + [0x0A] }.joined())
+    }
+
     /// Checks that a run can be written to `path`: a directory this process may write
     /// into, or one it can create because its nearest existing ancestor is such a
     /// directory. `label` says how the user gave it, e.g. "--out runs/x".

@@ -98,14 +98,16 @@ public final class Trainer {
                                    device: device)
         optimizer = AdamW(config: config.optimizer, parameterCount: model.parameters.count)
         if let resume { try Checkpoint.read(into: model, optimizer, from: resume) }
-        metrics = try Trainer.openRunDirectory(runDirectory, config: config, resuming: resume != nil, world: world)
+        let resumedAt = resume == nil ? nil : optimizer.step
+        metrics = try Trainer.openRunDirectory(runDirectory, config: config, resumedAt: resumedAt, world: world)
     }
 
-    /// Rank 0 creates `directory`, writes config.json there and opens metrics.jsonl
-    /// (kept when resuming, else emptied); every rank learns whether that worked
-    /// (`onRankZero`). Nil off rank 0 and without a directory. Collective when there
-    /// is a directory.
-    private static func openRunDirectory(_ directory: URL?, config: TrainConfig, resuming: Bool,
+    /// Rank 0 creates `directory`, writes config.json there and opens metrics.jsonl:
+    /// emptied, or when resuming from step `resumedAt`, kept up to that step (a run
+    /// that was killed logged steps after its last checkpoint, which run again). Every
+    /// rank learns whether that worked (`onRankZero`). Nil off rank 0 and without a
+    /// directory. Collective when there is a directory.
+    private static func openRunDirectory(_ directory: URL?, config: TrainConfig, resumedAt: Int?,
                                          world: Communicator) throws -> FileHandle? {
         guard let directory else { return nil }
         var metrics: FileHandle?
@@ -114,7 +116,9 @@ public final class Trainer {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 try config.json().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
                 let url = directory.appendingPathComponent("metrics.jsonl")
-                if !resuming || !FileManager.default.fileExists(atPath: url.path) {
+                if let resumedAt, let logged = try? Data(contentsOf: url) {
+                    try RunDirectory.metricsLines(logged, through: resumedAt).write(to: url, options: .atomic)
+                } else {
                     _ = FileManager.default.createFile(atPath: url.path, contents: nil)  // opening it below reports failure
                 }
                 metrics = try FileHandle(forWritingTo: url)

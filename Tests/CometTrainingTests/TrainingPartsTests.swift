@@ -282,6 +282,15 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertNoThrow(try RunDirectory.checkResumable(root.path, label: "--resume r"))
     }
 
+    /// A resumed run keeps the steps logged up to its checkpoint, and drops the rest
+    /// and a line that a killed run cut short.
+    func testResumedMetricsKeepTheStepsUpToTheCheckpoint() {
+        let logged = (1...5).map { "{\"loss\":2.5,\"step\":\($0)}\n" }.joined() + "{\"loss\":2.5,\"st"
+        XCTAssertEqual(String(decoding: RunDirectory.metricsLines(Data(logged.utf8), through: 3), as: UTF8.self),
+                       (1...3).map { "{\"loss\":2.5,\"step\":\($0)}\n" }.joined())
+        XCTAssertEqual(RunDirectory.metricsLines(Data(), through: 3), Data())
+    }
+
     func testFileProblemsAreTheSystemsWords() {
         do {
             try FileManager.default.createDirectory(at: root.appendingPathComponent("file/x"), withIntermediateDirectories: true)

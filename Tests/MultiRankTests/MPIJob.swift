@@ -4,6 +4,8 @@ import XCTest
 /// One `mpirun` of a comet executable, run as a child process with a time limit.
 struct MPIJob {
     let status: Int32
+    /// When the job ended.
+    let ended: Date
     let stdout: String
     let stderr: String
     let seconds: Double
@@ -30,18 +32,33 @@ struct MPIJob {
                           environment: environment, timeout: timeout)
     }
 
-    /// The repository's `scripts/two-hosts` running PROGRAM (one of the products) with
-    /// `arguments` on 4 + 4 ranks across two test hosts. Killed after `timeout` seconds.
-    static func acrossTwoHosts(_ program: String, _ arguments: [String] = [], timeout: Double = 300) throws -> MPIJob {
+    /// The repository's `scripts/two-hosts` running PROGRAM (one of the products, or a
+    /// path) with `arguments` on 4 + 4 ranks across two test hosts. While it runs,
+    /// `during` is given the two hosts' network namespaces (to act on one mid-run).
+    /// Killed after `timeout` seconds.
+    static func acrossTwoHosts(
+        _ program: String, _ arguments: [String] = [], timeout: Double = 300, during: (([String]) throws -> Void)? = nil
+    ) throws -> MPIJob {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/two-hosts")
-        return try launch(script.path, [productsDirectory.appendingPathComponent(program).path] + arguments, environment: [:],
-                          timeout: timeout)
+        let names = FileManager.default.temporaryDirectory.appendingPathComponent("comet-hosts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: names) }
+        let path = program.contains("/") ? program : productsDirectory.appendingPathComponent(program).path
+        return try launch(script.path, [path] + arguments, environment: ["TWO_HOSTS_NAMES": names.path], timeout: timeout) {
+            guard let during else { return }
+            var hosts: [String] = []
+            try waitUntil(timeout: 60, "the two hosts were made") {
+                hosts = ((try? String(contentsOf: names, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+                return hosts.count == 2
+            }
+            try during(hosts)
+        }
     }
 
     /// Runs `executable` with `arguments`, standard output and error captured.
     private static func launch(
-        _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double
+        _ executable: String, _ arguments: [String], environment: [String: String], timeout: Double,
+        during: () throws -> Void = {}
     ) throws -> MPIJob {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -61,13 +78,20 @@ struct MPIJob {
         process.terminationHandler = { _ in finished.signal() }
         let start = Date()
         try process.run()
+        do {
+            try during()
+        } catch {
+            process.terminate()
+            finished.wait()
+            throw error
+        }
         let timedOut = finished.wait(timeout: .now() + timeout) == .timedOut
         if timedOut {
             process.terminate()
             finished.wait()
         }
         return MPIJob(
-            status: process.terminationStatus,
+            status: process.terminationStatus, ended: Date(),
             stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
             seconds: Date().timeIntervalSince(start), timedOut: timedOut)
@@ -86,6 +110,19 @@ struct MPIJob {
     var cometErrorLines: [Substring] {
         stderr.split(separator: "\n").filter { $0.hasPrefix("comet") }
     }
+}
+
+/// Polls `condition` ten times a second until it holds; throws, naming `what`, after `timeout` seconds.
+func waitUntil(timeout: Double, _ what: String, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !condition() {
+        guard Date() < deadline else { throw NeverHappened(description: "not within \(timeout) s: \(what)") }
+        usleep(100_000)
+    }
+}
+
+struct NeverHappened: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Runs `comet-probe SCENARIO` on `ranks` ranks and expects exit status 0 and
