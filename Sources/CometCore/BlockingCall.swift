@@ -5,9 +5,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// Calls into a library that block with no deadline of their own, such as
-/// `MPI_Win_flush` on the window's put/get path: it returns once the target has the
-/// data, and over TCP a lost link keeps it waiting for minutes. While such a call
+/// Calls into a library that block with no deadline of their own, such as a put on
+/// the window's put/get path and its `MPI_Win_flush`: it returns once the target has
+/// the data, and over TCP a lost link keeps it waiting for minutes. While such a call
 /// runs it is on record here. A watchdog thread aborts the job once one has lasted
 /// longer than its timeout, and every abort of the job (`Job.abort`) names the calls
 /// still running, so that a rank whose threads are stuck in MPI says where.
@@ -23,7 +23,8 @@ public enum BlockingCall {
     /// Runs `body`, a call named `name` that waits for rank `target`, on record; past
     /// `timeout` host seconds the job aborts.
     public static func run<T>(_ name: StaticString, target: Int, timeout: Double, _ body: () throws -> T) rethrows -> T {
-        if !watching.load(ordering: .relaxed), watching.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+        if !watching.load(ordering: .relaxed),
+           watching.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
             startWatchdog()
         }
         let thread = UInt(pthread_self())
@@ -33,8 +34,8 @@ public enum BlockingCall {
         return try body()
     }
 
-    /// The calls running now, for a report ("engine 1 in MPI_Win_flush for rank 5,
-    /// 5.0 s; ..."), or nil if there are none.
+    /// The calls running now, for a report ("engine 1 in MPI_Put for rank 5, 5.0 s;
+    /// ..."), or nil if there are none.
     static func running() -> String? {
         let now = hostSeconds()
         let lines = calls.withLock { calls in

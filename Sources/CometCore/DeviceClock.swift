@@ -184,7 +184,8 @@ public final class DeviceClock: Clock, @unchecked Sendable {
                 let (now, latest) = (hostSeconds(), engines.withLock { $0.handOvers })
                 guard latest != handOvers else {
                     let engines = engines.withLock { $0.describe() }
-                    Job.abort("waited \(2 * timeout) s for engine \(me)'s turn on the device, which no engine passed on meanwhile (\(engines))")
+                    Job.abort("waited \(2 * timeout) s for engine \(me)'s turn on the device, "
+                              + "which no engine passed on meanwhile (\(engines))")
                 }
                 (deadline, handOvers, remaining) = (now + 2 * timeout, latest, 2 * timeout)
             }

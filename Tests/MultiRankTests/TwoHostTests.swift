@@ -122,7 +122,8 @@ final class TwoHostFailureTests: XCTestCase {
         XCTAssertLessThan(job.ended.timeIntervalSince(killed), 10, job.transcript)
 
         let stop = try losses(run).count + 3
-        let resumed = try MPIJob.acrossTwoHosts("comet-train", ["--resume", run.path, "--stop-after", "\(stop)", "--progress", "lines"])
+        let resumed = try MPIJob.acrossTwoHosts("comet-train",
+                                                ["--resume", run.path, "--stop-after", "\(stop)", "--progress", "lines"])
         XCTAssertEqual(resumed.status, 0, resumed.transcript)
         let whole = directory.appendingPathComponent("whole")
         let reference = try MPIJob.run(ranks: 8, "comet-train", ["--config", config.path, "--stop-after", "\(stop)",
