@@ -179,17 +179,17 @@ public final class DeviceClock: Clock, @unchecked Sendable {
         while true {
             let value = bell.value
             if Int(value) > seen { break }
-            var remaining = deadline - hostSeconds()
-            if remaining <= 0 {
-                let (now, latest) = (hostSeconds(), engines.withLock { $0.handOvers })
+            if hostSeconds() >= deadline {
+                let latest = engines.withLock { $0.handOvers }
                 guard latest != handOvers else {
                     let engines = engines.withLock { $0.describe() }
                     Job.abort("waited \(2 * timeout) s for engine \(me)'s turn on the device, "
                               + "which no engine passed on meanwhile (\(engines))")
                 }
-                (deadline, handOvers, remaining) = (now + 2 * timeout, latest, 2 * timeout)
+                (deadline, handOvers) = (hostSeconds() + 2 * timeout, latest)
             }
-            comet_futex_wait(bell.word, value, Int64(min(remaining, 0.05) * 1e9))  // wakes now and then to check the deadline
+            let nap = min(max(deadline - hostSeconds(), 0), 0.05)  // wakes now and then to check the deadline
+            comet_futex_wait(bell.word, value, Int64(nap * 1e9))
         }
         _ = (comet_take_waiting_cpu(), comet_take_modelled_seconds())
         let cpu = threadCPUSeconds()

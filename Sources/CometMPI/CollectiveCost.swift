@@ -25,9 +25,11 @@
 /// direct algorithms move (p-1)/p of the data through it, as NCCL's rings and
 /// NVSwitch do (all-reduce 2 (alpha + (p-1)/p n beta)); broadcast alpha + n beta (a
 /// pipelined chain); all-to-all-v alpha + the larger of all bytes sent and all
-/// received. Reduction arithmetic (their gamma term) is not charged. A collective of one rank, or of no bytes (barriers aside), costs nothing;
-/// so does every collective on `free`, the native link, whose real MPI calls take
-/// what they take.
+/// received.
+///
+/// Reduction arithmetic (their gamma term) is not charged. A collective of one rank,
+/// or of no bytes (barriers aside), costs nothing; so does every collective on
+/// `free`, the native link, whose real MPI calls take what they take.
 public struct CollectiveCost: Sendable, Equatable {
     /// Seconds from the start of a message to its first byte (alpha).
     public let latency: Double
